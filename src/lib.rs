@@ -1,0 +1,5 @@
+//! guestgate: a WebSocket relay that authenticates contact-center guest sessions on the
+//! browser's behalf.
+#![forbid(unsafe_code)]
+
+pub mod secret;
