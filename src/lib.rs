@@ -3,3 +3,5 @@
 #![forbid(unsafe_code)]
 
 pub mod secret;
+pub mod close_code;
+pub mod relay;

@@ -1,0 +1,324 @@
+//! The forwarding core: two [`Pump`]s moving frames verbatim between a browser and an
+//! upstream, and the close logic that decides what each leg is told when the relay ends.
+//!
+//! Data path: `browser socket → Pump(browser→upstream) → upstream socket` and the mirror
+//! image. Neither pump unmasks, re-masks or copies payloads; see `ARCHITECTURE.md` for why the
+//! browser's masking key can stay on the upstream leg.
+
+pub mod frame;
+mod lease;
+pub mod pump;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+
+use crate::close_code::{self, CloseCode};
+pub use frame::{Limits, Side, Violation};
+pub use pump::{Pump, PumpConfig, PumpEnd, PumpStats};
+
+/// Relay settings shared by every connection of a route.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayConfig {
+    /// Limits on frames the browser sends.
+    pub browser_limits: Limits,
+    /// Limits on frames the upstream sends.
+    pub upstream_limits: Limits,
+    /// Size of each leased read buffer.
+    pub buffer_size: usize,
+    /// A leg silent for this long is closed.
+    pub idle_timeout: Duration,
+    /// Ping interval toward the browser (None: no pings).
+    pub browser_ping: Option<Duration>,
+    /// Ping interval toward the upstream (None: no pings).
+    pub upstream_ping: Option<Duration>,
+    /// A write making no progress this long ends the relay.
+    pub write_stall: Duration,
+    /// How long a close handshake may take before the connection is dropped.
+    pub close_timeout: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        let limits = Limits {
+            max_frame: 16 << 20,
+            max_message: 16 << 20,
+        };
+        Self {
+            browser_limits: limits,
+            upstream_limits: limits,
+            buffer_size: 32 << 10,
+            idle_timeout: Duration::from_secs(120),
+            browser_ping: Some(Duration::from_secs(30)),
+            upstream_ping: Some(Duration::from_secs(30)),
+            write_stall: Duration::from_secs(30),
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Who ended the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closer {
+    /// The browser sent a close frame or went away.
+    Browser,
+    /// The upstream sent a close frame or went away.
+    Upstream,
+    /// guestgate ended it (limits, protocol, timeouts, shutdown).
+    Guestgate,
+}
+
+impl Closer {
+    /// The metric and log label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Closer::Browser => "browser",
+            Closer::Upstream => "upstream",
+            Closer::Guestgate => "guestgate",
+        }
+    }
+}
+
+/// What happened to one relayed connection, for the log line and metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayReport {
+    /// Who ended it.
+    pub closer: Closer,
+    /// Short, secret-free description of why.
+    pub why: &'static str,
+    /// Close code the browser received (relayed or guestgate's own), if one was sent.
+    pub code_to_browser: Option<u16>,
+    /// Close code the upstream received, if one was sent.
+    pub code_to_upstream: Option<u16>,
+    /// Browser → upstream counters.
+    pub from_browser: PumpStats,
+    /// Upstream → browser counters.
+    pub from_upstream: PumpStats,
+}
+
+/// Relays frames between `browser` and `upstream` until either side closes or fails, or
+/// `shutdown` fires (both legs then get 1001). `upstream_prefix` holds bytes the upstream sent
+/// right after its handshake response, which belong to the frame stream.
+pub async fn relay<B, U>(
+    browser: B,
+    upstream: U,
+    upstream_prefix: Bytes,
+    cfg: &RelayConfig,
+    shutdown: &CancellationToken,
+) -> RelayReport
+where
+    B: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let (browser_rd, browser_wr) = tokio::io::split(browser);
+    let (upstream_rd, upstream_wr) = tokio::io::split(upstream);
+    let upstream_rd = std::io::Cursor::new(upstream_prefix).chain(upstream_rd);
+    let pump_cfg = |source, limits, ping| PumpConfig {
+        source,
+        limits,
+        buffer_size: cfg.buffer_size,
+        idle_timeout: cfg.idle_timeout,
+        ping_interval: ping,
+        write_stall: cfg.write_stall,
+    };
+    let mut up = Pump::new(
+        browser_rd,
+        upstream_wr,
+        pump_cfg(Side::Browser, cfg.browser_limits, cfg.upstream_ping),
+    );
+    let mut down = Pump::new(
+        upstream_rd,
+        browser_wr,
+        pump_cfg(Side::Upstream, cfg.upstream_limits, cfg.browser_ping),
+    );
+
+    let (source, end) = tokio::select! {
+        end = up.run(shutdown) => (Side::Browser, end),
+        end = down.run(shutdown) => (Side::Upstream, end),
+    };
+    let (mut report, plan) = match source {
+        Side::Browser => finish(end, Side::Browser, &mut up, &mut down, cfg).await,
+        Side::Upstream => finish(end, Side::Upstream, &mut down, &mut up, cfg).await,
+    };
+    report.from_browser = up.stats();
+    report.from_upstream = down.stats();
+    if plan.shutdown_browser {
+        down.shutdown_destination().await;
+    }
+    if plan.shutdown_upstream {
+        up.shutdown_destination().await;
+    }
+    report
+}
+
+/// Which write sides still deserve an orderly shutdown.
+struct Teardown {
+    shutdown_browser: bool,
+    shutdown_upstream: bool,
+}
+
+/// Completes the close after `ended` (reading `source`) stopped with `end`; `other` is the
+/// opposite direction, still mid-flight.
+async fn finish<R1, W1, R2, W2>(
+    end: PumpEnd,
+    source: Side,
+    ended: &mut Pump<R1, W1>,
+    other: &mut Pump<R2, W2>,
+    cfg: &RelayConfig,
+) -> (RelayReport, Teardown)
+where
+    R1: AsyncRead + Unpin,
+    W1: AsyncWrite + Unpin,
+    R2: AsyncRead + Unpin,
+    W2: AsyncWrite + Unpin,
+{
+    let dest = source.other();
+    let mut report = RelayReport {
+        closer: Closer::Guestgate,
+        why: "",
+        code_to_browser: None,
+        code_to_upstream: None,
+        from_browser: PumpStats::default(),
+        from_upstream: PumpStats::default(),
+    };
+    let mut set_code = |side: Side, code: Option<u16>| match side {
+        Side::Browser => report.code_to_browser = code,
+        Side::Upstream => report.code_to_upstream = code,
+    };
+
+    // The normal case: one side closed, its close went through; relay the reply.
+    if let PumpEnd::CloseForwarded(code) = end {
+        set_code(dest, code);
+        let never = CancellationToken::new();
+        let reply = tokio::time::timeout(cfg.close_timeout, other.run(&never)).await;
+        let reply_code = match reply {
+            Ok(PumpEnd::CloseForwarded(c)) => c,
+            _ => None,
+        };
+        set_code(source, reply_code);
+        report.closer = closer(source);
+        report.why = match reply {
+            Ok(PumpEnd::CloseForwarded(_)) => "close handshake completed",
+            Err(_) => "close handshake timed out",
+            Ok(_) => "peer failed during the close handshake",
+        };
+        // The browser's TCP is closed by us (we are its server); the upstream closes its own.
+        return (
+            report,
+            Teardown {
+                shutdown_browser: true,
+                shutdown_upstream: dest == Side::Upstream && reply.is_err(),
+            },
+        );
+    }
+
+    // Everything else: decide what the source (offender or lost) and the destination get.
+    let (why, to_source, to_dest): (&'static str, Option<CloseCode>, Option<CloseCode>) = match end
+    {
+        PumpEnd::SourceLost(_) => ("transport closed without a close frame", None, Some(lost(source))),
+        PumpEnd::Violation(v) => (v.detail(), Some(offender_code(v)), Some(misbehaved(source))),
+        PumpEnd::SourceIdle => ("idle timeout", Some(idle_to(source)), Some(idle_to_other(source))),
+        PumpEnd::DestinationFailed(_) | PumpEnd::DestinationStalled => (
+            "write to the other leg failed or stalled",
+            Some(lost(dest)),
+            None,
+        ),
+        PumpEnd::Cancelled => ("guestgate is shutting down", Some(close_code::GOING_AWAY), Some(close_code::GOING_AWAY)),
+        PumpEnd::CloseForwarded(_) => unreachable!("handled above"),
+    };
+    report.why = why;
+    report.closer = match end {
+        PumpEnd::SourceLost(_) => closer(source),
+        PumpEnd::DestinationFailed(_) => closer(dest),
+        _ => Closer::Guestgate,
+    };
+
+    // `ended` writes to dest, `other` writes to source.
+    let mut sent_to_dest = false;
+    let mut sent_to_source = false;
+    if let Some(c) = to_dest
+        && ended.send_close(c.code, c.reason).await
+    {
+        set_code(dest, Some(c.code));
+        sent_to_dest = true;
+    }
+    if let Some(c) = to_source
+        && other.send_close(c.code, c.reason).await
+    {
+        set_code(source, Some(c.code));
+        sent_to_source = true;
+    }
+    // Read each peer's close reply so neither connection is reset with unread bytes.
+    match (sent_to_dest, sent_to_source) {
+        (true, true) => {
+            tokio::join!(other.drain(cfg.close_timeout), ended.drain(cfg.close_timeout));
+        }
+        (true, false) => {
+            other.drain(cfg.close_timeout).await;
+        }
+        (false, true) => {
+            ended.drain(cfg.close_timeout).await;
+        }
+        (false, false) => {}
+    }
+    (
+        report,
+        Teardown {
+            shutdown_browser: true,
+            shutdown_upstream: true,
+        },
+    )
+}
+
+fn closer(side: Side) -> Closer {
+    match side {
+        Side::Browser => Closer::Browser,
+        Side::Upstream => Closer::Upstream,
+    }
+}
+
+/// What the other leg hears when `side`'s transport is lost.
+fn lost(side: Side) -> CloseCode {
+    match side {
+        Side::Browser => close_code::BROWSER_GONE,
+        Side::Upstream => close_code::UPSTREAM_LOST,
+    }
+}
+
+/// What the other leg hears when `side` broke the protocol or a limit.
+fn misbehaved(side: Side) -> CloseCode {
+    match side {
+        Side::Browser => close_code::BROWSER_MISBEHAVED,
+        Side::Upstream => close_code::UPSTREAM_BAD,
+    }
+}
+
+/// What an idle leg hears.
+fn idle_to(side: Side) -> CloseCode {
+    match side {
+        Side::Browser => close_code::BROWSER_IDLE,
+        Side::Upstream => close_code::IDLE_GOING_AWAY,
+    }
+}
+
+/// What the other leg hears when `side` idled out.
+fn idle_to_other(side: Side) -> CloseCode {
+    match side {
+        Side::Browser => close_code::BROWSER_GONE,
+        Side::Upstream => close_code::UPSTREAM_TIMEOUT,
+    }
+}
+
+/// What the offending leg hears.
+fn offender_code(v: Violation) -> CloseCode {
+    match v {
+        Violation::Protocol(_) => close_code::PROTOCOL_ERROR,
+        Violation::TooBig(_) => close_code::TOO_BIG,
+    }
+}
+
+#[cfg(test)]
+#[path = "relay_tests.rs"]
+mod tests;

@@ -1,0 +1,378 @@
+//! One direction of a relay: read frames from one leg, check their headers, forward their bytes
+//! verbatim to the other leg.
+//!
+//! The pump owns the source's read half and the destination's write half. Its state lives in
+//! the struct rather than in the future, and write progress is recorded after every completed
+//! write, so [`Pump::run`] can be cancelled and called again without losing or repeating a byte.
+//! That lets the relay stop one direction, write a close frame on its writer at a frame
+//! boundary, and drain its reader.
+
+use std::io;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::frame::{
+    self, Header, Kind, Limits, MessageState, OwnFrame, PING_PAYLOAD, Side, Violation,
+};
+use super::lease::Lease;
+
+/// Settings for one direction.
+#[derive(Debug, Clone, Copy)]
+pub struct PumpConfig {
+    /// The leg the pump reads from.
+    pub source: Side,
+    /// Limits on frames from the source.
+    pub limits: Limits,
+    /// Size of the leased read buffer.
+    pub buffer_size: usize,
+    /// The source is given up on after this long without a byte.
+    pub idle_timeout: Duration,
+    /// How often to ping the destination (None: never).
+    pub ping_interval: Option<Duration>,
+    /// A write to the destination that makes no progress for this long fails the pump.
+    pub write_stall: Duration,
+}
+
+/// Why [`Pump::run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PumpEnd {
+    /// The source sent a close frame (code if it had one); it was forwarded to the destination.
+    CloseForwarded(Option<u16>),
+    /// The source's transport ended without a close frame (EOF or read error).
+    SourceLost(Option<io::ErrorKind>),
+    /// The source broke the protocol or a limit; the destination is at a frame boundary.
+    Violation(Violation),
+    /// The source sent nothing for the idle timeout.
+    SourceIdle,
+    /// Writing to the destination failed.
+    DestinationFailed(io::ErrorKind),
+    /// Writing to the destination made no progress for the stall timeout.
+    DestinationStalled,
+    /// The relay was asked to stop.
+    Cancelled,
+}
+
+/// Counters kept per pump and flushed to shared metrics once, so the hot path never touches a
+/// shared cache line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PumpStats {
+    /// Frames read from the source (including consumed keepalive pongs).
+    pub frames: u64,
+    /// Complete data messages read from the source.
+    pub messages: u64,
+    /// Bytes read from the source (headers and payloads).
+    pub bytes: u64,
+}
+
+/// One relay direction. See the module docs.
+pub struct Pump<R, W> {
+    src: R,
+    dst: W,
+    cfg: PumpConfig,
+    state: MessageState,
+    lease: Lease,
+    /// Bytes in the buffer.
+    filled: usize,
+    /// Next byte to examine.
+    scan: usize,
+    /// Bytes `[out_start, out_end)` are scanned and waiting to be written.
+    out_start: usize,
+    out_end: usize,
+    /// Payload bytes of the current data frame not yet scanned.
+    remaining: u64,
+    /// The current data frame ends a message.
+    completes_message: bool,
+    /// `[scan, filled)` is an incomplete header or control frame.
+    need_more: bool,
+    /// A frame guestgate writes itself, and how much of it is written.
+    own: Option<(OwnFrame, usize)>,
+    /// Scanning found an end; returned once the output before it is flushed.
+    end: Option<PumpEnd>,
+    /// Drain mode: read and discard until a close frame or EOF.
+    discard: bool,
+    last_read: Instant,
+    stats: PumpStats,
+}
+
+impl<R, W> Pump<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    /// A pump from `src` to `dst`.
+    pub fn new(src: R, dst: W, cfg: PumpConfig) -> Self {
+        Self {
+            src,
+            dst,
+            state: MessageState::new(cfg.source, cfg.limits),
+            lease: Lease::new(cfg.buffer_size),
+            cfg,
+            filled: 0,
+            scan: 0,
+            out_start: 0,
+            out_end: 0,
+            remaining: 0,
+            completes_message: false,
+            need_more: false,
+            own: None,
+            end: None,
+            discard: false,
+            last_read: Instant::now(),
+            stats: PumpStats::default(),
+        }
+    }
+
+    /// What the pump has counted so far.
+    pub fn stats(&self) -> PumpStats {
+        self.stats
+    }
+
+    /// True when everything scanned is written and the destination is between frames, so a
+    /// frame of guestgate's own can be written without corrupting the stream.
+    pub fn at_frame_boundary(&self) -> bool {
+        self.out_start == self.out_end && self.remaining == 0 && self.own.is_none()
+    }
+
+    /// Forwards frames until the source closes, fails, idles out, breaks the protocol, or
+    /// `cancel` fires. Cancel-safe: calling it again continues where it stopped.
+    pub async fn run(&mut self, cancel: &CancellationToken) -> PumpEnd {
+        let mut ping = self.cfg.ping_interval.filter(|_| !self.discard).map(|every| {
+            let mut i = tokio::time::interval_at(Instant::now() + every, every);
+            i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            i
+        });
+        let idle = tokio::time::sleep_until(self.last_read + self.cfg.idle_timeout);
+        tokio::pin!(idle);
+        loop {
+            if let Err(end) = self.flush().await {
+                return end;
+            }
+            if let Some(end) = self.end.take() {
+                return end;
+            }
+            if !self.need_more && self.scan < self.filled {
+                self.scan_some();
+                continue;
+            }
+            // Everything scanned is written: keep only an incomplete unit, at the front.
+            let lease = self.lease.bytes_mut();
+            lease.copy_within(self.scan..self.filled, 0);
+            self.filled -= self.scan;
+            (self.scan, self.out_start, self.out_end) = (0, 0, 0);
+            self.need_more = false;
+            let keep = self.filled;
+
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return PumpEnd::Cancelled,
+                read = self.lease.read_from(&mut self.src, keep) => match read {
+                    Ok(0) => return PumpEnd::SourceLost(None),
+                    Ok(n) => {
+                        self.filled += n;
+                        self.stats.bytes += n as u64;
+                        self.last_read = Instant::now();
+                    }
+                    Err(e) => return PumpEnd::SourceLost(Some(e.kind())),
+                },
+                _ = tick(&mut ping), if self.remaining == 0 => {
+                    self.own = Some((OwnFrame::ping(self.cfg.source.other()), 0));
+                }
+                _ = &mut idle => {
+                    let deadline = self.last_read + self.cfg.idle_timeout;
+                    if deadline <= Instant::now() {
+                        return PumpEnd::SourceIdle;
+                    }
+                    idle.as_mut().reset(deadline);
+                }
+            }
+        }
+    }
+
+    /// Writes a close frame of guestgate's own to the destination if it is, or can be brought
+    /// to, a frame boundary. Returns whether the frame was written.
+    pub async fn send_close(&mut self, code: u16, reason: &str) -> bool {
+        if self.flush().await.is_err() || !self.at_frame_boundary() {
+            return false;
+        }
+        self.own = Some((OwnFrame::close(code, reason, self.cfg.source.other()), 0));
+        self.flush().await.is_ok()
+    }
+
+    /// Reads and discards from the source until it sends a close frame or its transport ends,
+    /// for at most `limit`. Used after guestgate has sent a close, so the peer's reply is read
+    /// and the connection is not reset with unread bytes. Returns the close code the peer sent.
+    pub async fn drain(&mut self, limit: Duration) -> Option<u16> {
+        self.discard = true;
+        self.end = None;
+        let never = CancellationToken::new();
+        match tokio::time::timeout(limit, self.run(&never)).await {
+            Ok(PumpEnd::CloseForwarded(code)) => code,
+            _ => None,
+        }
+    }
+
+    /// Ends the destination's write side (TCP FIN, TLS close_notify), bounded by the stall
+    /// timeout.
+    pub async fn shutdown_destination(&mut self) {
+        let _ = tokio::time::timeout(self.cfg.write_stall, self.dst.shutdown()).await;
+    }
+
+    /// Writes the pending own frame, then the pending forwarded range, then flushes.
+    async fn flush(&mut self) -> Result<(), PumpEnd> {
+        let mut wrote = false;
+        if let Some((own, mut at)) = self.own {
+            while at < own.as_bytes().len() {
+                at += self.write_some(WriteFrom::Own(own, at)).await?;
+                self.own = Some((own, at));
+            }
+            self.own = None;
+            wrote = true;
+        }
+        while self.out_start < self.out_end {
+            self.out_start += self.write_some(WriteFrom::Lease).await?;
+            wrote = true;
+        }
+        if wrote {
+            match tokio::time::timeout(self.cfg.write_stall, self.dst.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(PumpEnd::DestinationFailed(e.kind())),
+                Err(_) => return Err(PumpEnd::DestinationStalled),
+            }
+        }
+        Ok(())
+    }
+
+    /// One write call; a cancelled call has written nothing, which keeps `run` cancel-safe.
+    async fn write_some(&mut self, from: WriteFrom) -> Result<usize, PumpEnd> {
+        let bytes = match &from {
+            WriteFrom::Own(frame, at) => &frame.as_bytes()[*at..],
+            WriteFrom::Lease => &self.lease.bytes()[self.out_start..self.out_end],
+        };
+        match tokio::time::timeout(self.cfg.write_stall, self.dst.write(bytes)).await {
+            Ok(Ok(0)) => Err(PumpEnd::DestinationFailed(io::ErrorKind::WriteZero)),
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(PumpEnd::DestinationFailed(e.kind())),
+            Err(_) => Err(PumpEnd::DestinationStalled),
+        }
+    }
+
+    /// Examines bytes from `scan`, extending the output range over forwarded bytes, until the
+    /// buffer is used up, a unit is incomplete, a frame must be dropped (the range is flushed
+    /// first), or an end is found.
+    fn scan_some(&mut self) {
+        while self.scan < self.filled {
+            if self.remaining > 0 {
+                let n = self.remaining.min((self.filled - self.scan) as u64);
+                self.remaining -= n;
+                self.advance(n as usize, true);
+                if self.remaining == 0 && self.completes_message {
+                    self.stats.messages += 1;
+                }
+                continue;
+            }
+            let bytes = &self.lease.bytes()[self.scan..self.filled];
+            let header = match frame::parse_header(bytes) {
+                Ok(Some(h)) => h,
+                Ok(None) => {
+                    self.need_more = true;
+                    return;
+                }
+                Err(v) => return self.stop(PumpEnd::Violation(v)),
+            };
+            let completes = match self.state.admit(&header) {
+                Ok(completes) => completes,
+                Err(v) => return self.stop(PumpEnd::Violation(v)),
+            };
+            if header.kind == Kind::Data {
+                self.stats.frames += 1;
+                self.remaining = header.payload_len;
+                self.completes_message = completes;
+                if header.payload_len == 0 && completes {
+                    self.stats.messages += 1;
+                }
+                self.advance(header.header_len, true);
+                continue;
+            }
+            let len = header.frame_len() as usize;
+            if bytes.len() < len {
+                self.need_more = true;
+                return;
+            }
+            if !self.scan_control(&header, len) {
+                return;
+            }
+        }
+    }
+
+    /// Handles a complete control frame at `scan`. Returns false when scanning must pause.
+    fn scan_control(&mut self, header: &Header, len: usize) -> bool {
+        let frame_bytes = &self.lease.bytes()[self.scan..self.scan + len];
+        let (payload, n) = frame::control_payload(frame_bytes, header);
+        match header.kind {
+            Kind::Pong if &payload[..n] == PING_PAYLOAD => {
+                // Answers guestgate's own ping: consumed. Write what precedes it first.
+                if self.out_start < self.out_end {
+                    return false;
+                }
+                self.stats.frames += 1;
+                self.advance(len, false);
+                true
+            }
+            Kind::Close => {
+                self.stats.frames += 1;
+                self.advance(len, true);
+                self.stop(PumpEnd::CloseForwarded(frame::close_code(&payload[..n])));
+                false
+            }
+            _ => {
+                self.stats.frames += 1;
+                self.advance(len, true);
+                true
+            }
+        }
+    }
+
+    /// Moves the scan position by `n`, forwarding those bytes or dropping them.
+    fn advance(&mut self, n: usize, forward: bool) {
+        self.scan += n;
+        if forward && !self.discard {
+            self.out_end = self.scan;
+        } else {
+            // Dropped bytes are only skipped when nothing is pending before them.
+            debug_assert!(self.out_start == self.out_end || self.discard);
+            self.out_start = self.scan;
+            self.out_end = self.scan;
+        }
+    }
+
+    /// Records an end; bytes after it in the buffer are discarded.
+    fn stop(&mut self, end: PumpEnd) {
+        self.filled = self.scan;
+        self.end = Some(end);
+    }
+}
+
+/// Where a write takes its bytes from.
+enum WriteFrom {
+    /// Guestgate's own frame, from this offset.
+    Own(OwnFrame, usize),
+    /// The pending range of the leased buffer.
+    Lease,
+}
+
+/// Waits for the next ping tick, or forever when pings are off.
+async fn tick(ping: &mut Option<tokio::time::Interval>) {
+    match ping {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+#[path = "pump_tests.rs"]
+mod tests;

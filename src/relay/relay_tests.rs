@@ -1,0 +1,291 @@
+//! Relay tests over in-memory pipes: byte fidelity, keepalive, close handshakes, violations.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+use super::frame::{PING_PAYLOAD, encode};
+use super::*;
+
+const MASK: Option<[u8; 4]> = Some([0x37, 0xfa, 0x21, 0x3d]);
+
+fn cfg() -> RelayConfig {
+    RelayConfig {
+        browser_ping: None,
+        upstream_ping: None,
+        buffer_size: 4096,
+        ..RelayConfig::default()
+    }
+}
+
+fn frame(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode(&mut out, fin, opcode, payload, mask);
+    out
+}
+
+/// The browser's and upstream's ends of a running relay.
+struct Harness {
+    browser: DuplexStream,
+    upstream: DuplexStream,
+    relay: tokio::task::JoinHandle<RelayReport>,
+    shutdown: CancellationToken,
+}
+
+fn start(cfg: RelayConfig) -> Harness {
+    let (browser, browser_far) = tokio::io::duplex(1 << 16);
+    let (upstream, upstream_far) = tokio::io::duplex(1 << 16);
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let relay = tokio::spawn(async move {
+        relay(browser_far, upstream_far, Bytes::new(), &cfg, &token).await
+    });
+    Harness {
+        browser,
+        upstream,
+        relay,
+        shutdown,
+    }
+}
+
+async fn read_exact(s: &mut DuplexStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    tokio::time::timeout(Duration::from_secs(30), s.read_exact(&mut buf))
+        .await
+        .expect("timed out reading")
+        .expect("read failed");
+    buf
+}
+
+/// Reads one whole frame and returns (opcode, unmasked payload).
+async fn read_frame(s: &mut DuplexStream) -> (u8, Vec<u8>) {
+    let mut head = read_exact(s, 2).await;
+    let mut len = u64::from(head[1] & 0x7f);
+    if len == 126 {
+        let ext = read_exact(s, 2).await;
+        len = u64::from(u16::from_be_bytes([ext[0], ext[1]]));
+        head.extend(ext);
+    } else if len == 127 {
+        let ext = read_exact(s, 8).await;
+        len = u64::from_be_bytes(ext.clone().try_into().unwrap());
+    }
+    let mask = if head[1] & 0x80 != 0 {
+        Some(<[u8; 4]>::try_from(read_exact(s, 4).await).unwrap())
+    } else {
+        None
+    };
+    let mut payload = read_exact(s, len as usize).await;
+    if let Some(m) = mask {
+        frame::apply_mask(&mut payload, m);
+    }
+    (head[0] & 0x0f, payload)
+}
+
+fn close_payload(code: u16, reason: &str) -> Vec<u8> {
+    let mut p = code.to_be_bytes().to_vec();
+    p.extend_from_slice(reason.as_bytes());
+    p
+}
+
+async fn expect_close(s: &mut DuplexStream, code: u16) -> String {
+    let (op, payload) = read_frame(s).await;
+    assert_eq!(op, 8, "expected a close frame, got opcode {op}");
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), code);
+    String::from_utf8(payload[2..].to_vec()).unwrap()
+}
+
+async fn report(h: Harness) -> RelayReport {
+    drop(h.browser);
+    drop(h.upstream);
+    tokio::time::timeout(Duration::from_secs(10), h.relay)
+        .await
+        .expect("relay did not end")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn frames_pass_byte_for_byte_both_ways() {
+    let mut h = start(cfg());
+    let mut sent = frame(true, 1, b"hello", MASK);
+    sent.extend(frame(false, 2, &[1, 2, 3], MASK));
+    sent.extend(frame(true, 9, b"p", MASK));
+    sent.extend(frame(true, 0, &[4; 70_000], MASK));
+    sent.extend(frame(true, 2, b"", MASK));
+    h.browser.write_all(&sent).await.unwrap();
+    assert_eq!(read_exact(&mut h.upstream, sent.len()).await, sent);
+
+    let back = frame(true, 2, &[9; 300], None);
+    h.upstream.write_all(&back).await.unwrap();
+    assert_eq!(read_exact(&mut h.browser, back.len()).await, back);
+
+    h.browser.write_all(&frame(true, 8, &close_payload(1000, "bye"), MASK)).await.unwrap();
+    assert_eq!(expect_close(&mut h.upstream, 1000).await, "bye");
+    h.upstream.write_all(&frame(true, 8, &close_payload(1000, "ok"), None)).await.unwrap();
+    assert_eq!(expect_close(&mut h.browser, 1000).await, "ok");
+    let r = report(h).await;
+    assert_eq!(r.closer, Closer::Browser);
+    assert_eq!((r.code_to_upstream, r.code_to_browser), (Some(1000), Some(1000)));
+    assert_eq!(r.from_browser.messages, 3);
+    assert_eq!(r.from_browser.frames, 6);
+    assert_eq!(r.from_upstream.messages, 1);
+}
+
+#[tokio::test]
+async fn upstream_close_with_reason_reaches_the_browser() {
+    let mut h = start(cfg());
+    h.upstream.write_all(&frame(true, 8, &close_payload(4000, "agent left"), None)).await.unwrap();
+    assert_eq!(expect_close(&mut h.browser, 4000).await, "agent left");
+    h.browser.write_all(&frame(true, 8, &close_payload(4000, ""), MASK)).await.unwrap();
+    expect_close(&mut h.upstream, 4000).await;
+    let r = report(h).await;
+    assert_eq!(r.closer, Closer::Upstream);
+}
+
+#[tokio::test]
+async fn unmasked_browser_frame_gets_1002_and_upstream_1001() {
+    let mut h = start(cfg());
+    h.browser.write_all(&frame(true, 1, b"x", None)).await.unwrap();
+    let reason = expect_close(&mut h.browser, 1002).await;
+    assert_eq!(reason, "protocol error");
+    expect_close(&mut h.upstream, 1001).await;
+    let r = report(h).await;
+    assert_eq!(r.why, "browser frame not masked");
+    assert_eq!((r.code_to_browser, r.code_to_upstream), (Some(1002), Some(1001)));
+}
+
+#[tokio::test]
+async fn message_over_limit_gets_1009_and_nothing_of_it_is_forwarded() {
+    let mut c = cfg();
+    c.browser_limits.max_message = 10;
+    let mut h = start(c);
+    let at_limit = frame(true, 2, &[7; 10], MASK);
+    h.browser.write_all(&at_limit).await.unwrap();
+    h.browser.write_all(&frame(false, 2, &[1; 6], MASK)).await.unwrap();
+    h.browser.write_all(&frame(true, 0, &[1; 5], MASK)).await.unwrap();
+    expect_close(&mut h.browser, 1009).await;
+    let mut expected = at_limit;
+    expected.extend(frame(false, 2, &[1; 6], MASK));
+    assert_eq!(read_exact(&mut h.upstream, expected.len()).await, expected);
+    expect_close(&mut h.upstream, 1001).await;
+}
+
+#[tokio::test]
+async fn masked_upstream_frame_is_a_bad_gateway_for_the_browser() {
+    let mut h = start(cfg());
+    h.upstream.write_all(&frame(true, 1, b"x", MASK)).await.unwrap();
+    expect_close(&mut h.upstream, 1002).await;
+    expect_close(&mut h.browser, 4502).await;
+}
+
+#[tokio::test]
+async fn upstream_transport_loss_becomes_4503() {
+    let mut h = start(cfg());
+    h.upstream.write_all(&frame(false, 1, b"half", None)).await.unwrap();
+    let got = read_exact(&mut h.browser, 6).await;
+    assert_eq!(&got[2..], b"half");
+    drop(h.upstream);
+    assert_eq!(expect_close(&mut h.browser, 4503).await, "upstream connection lost");
+}
+
+#[tokio::test]
+async fn browser_transport_loss_becomes_1001_upstream() {
+    let mut h = start(cfg());
+    drop(h.browser);
+    assert_eq!(expect_close(&mut h.upstream, 1001).await, "browser went away");
+    let r = tokio::time::timeout(Duration::from_secs(10), h.relay).await.unwrap().unwrap();
+    assert_eq!(r.closer, Closer::Browser);
+}
+
+#[tokio::test(start_paused = true)]
+async fn pings_are_sent_and_their_pongs_consumed() {
+    let mut c = cfg();
+    c.upstream_ping = Some(Duration::from_secs(15));
+    let mut h = start(c);
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let (op, payload) = read_frame(&mut h.upstream).await;
+    assert_eq!((op, payload.as_slice()), (9, &PING_PAYLOAD[..]));
+    // The answer is consumed; a pong that does not answer guestgate is forwarded.
+    h.upstream.write_all(&frame(true, 10, PING_PAYLOAD, None)).await.unwrap();
+    let other = frame(true, 10, b"page", None);
+    h.upstream.write_all(&other).await.unwrap();
+    assert_eq!(read_exact(&mut h.browser, other.len()).await, other);
+}
+
+#[tokio::test(start_paused = true)]
+async fn silent_browser_is_closed_with_4408() {
+    let mut c = cfg();
+    c.idle_timeout = Duration::from_secs(60);
+    let mut h = start(c);
+    // Upstream traffic does not keep the browser leg alive.
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        h.upstream.write_all(&frame(true, 1, b"tick", None)).await.unwrap();
+        read_frame(&mut h.browser).await;
+    }
+    let r = expect_close(&mut h.browser, 4408).await;
+    assert_eq!(r, "idle timeout");
+}
+
+#[tokio::test]
+async fn shutdown_sends_1001_to_both_legs() {
+    let mut h = start(cfg());
+    h.shutdown.cancel();
+    expect_close(&mut h.browser, 1001).await;
+    expect_close(&mut h.upstream, 1001).await;
+    h.browser.write_all(&frame(true, 8, &close_payload(1001, ""), MASK)).await.unwrap();
+    h.upstream.write_all(&frame(true, 8, &close_payload(1001, ""), None)).await.unwrap();
+    let r = report(h).await;
+    assert_eq!(r.why, "guestgate is shutting down");
+}
+
+fn chunked_stream() -> impl Strategy<Value = (Vec<u8>, Vec<usize>)> {
+    let message = (any::<bool>(), prop::collection::vec(any::<u8>(), 0..3000), 1usize..4);
+    (prop::collection::vec(message, 1..12), prop::collection::vec(1usize..5000, 1..40)).prop_map(
+        |(messages, cuts)| {
+            let mut bytes = Vec::new();
+            for (text, payload, parts) in messages {
+                let step = payload.len() / parts + 1;
+                let pieces: Vec<&[u8]> = payload.chunks(step).collect();
+                let pieces = if pieces.is_empty() { vec![&[][..]] } else { pieces };
+                for (i, piece) in pieces.iter().enumerate() {
+                    let opcode = if i > 0 { 0 } else if text { 1 } else { 2 };
+                    encode(&mut bytes, i + 1 == pieces.len(), opcode, piece, MASK);
+                    if i == 0 {
+                        encode(&mut bytes, true, 9, b"between", MASK);
+                    }
+                }
+            }
+            (bytes, cuts)
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn any_stream_in_any_chunks_arrives_identical((bytes, cuts) in chunked_stream()) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut h = start(RelayConfig { buffer_size: 1024, ..cfg() });
+            let expected = bytes.clone();
+            let mut browser = h.browser;
+            let writer = tokio::spawn(async move {
+                let mut rest = &bytes[..];
+                for cut in cuts.iter().cycle() {
+                    if rest.is_empty() { break; }
+                    let n = (*cut).min(rest.len());
+                    browser.write_all(&rest[..n]).await.unwrap();
+                    rest = &rest[n..];
+                    tokio::task::yield_now().await;
+                }
+                browser
+            });
+            let got = read_exact(&mut h.upstream, expected.len()).await;
+            prop_assert_eq!(got, expected);
+            h.browser = writer.await.unwrap();
+            h.shutdown.cancel();
+            Ok(())
+        })?;
+    }
+}
