@@ -62,12 +62,13 @@ pub const INTERNAL: CloseCode = CloseCode::new(1011, "guestgate internal error")
 pub const BROWSER_IDLE: CloseCode = CloseCode::new(4408, "idle timeout");
 /// The upstream refused the WebSocket upgrade with 401 or 403 (for Genesys: a wrong
 /// deploymentId or an Origin outside the deployment's allowed domains).
-pub const UPSTREAM_REFUSED: CloseCode =
-    CloseCode::new(4403, "upstream rejected the connection (check deploymentId and Origin)");
+pub const UPSTREAM_REFUSED: CloseCode = CloseCode::new(
+    4403,
+    "upstream rejected the connection (check deploymentId and Origin)",
+);
 /// The upstream (or the token endpoint) rejected guestgate's credentials: a configuration
 /// problem on the operator's side, not worth retrying quickly.
-pub const UPSTREAM_AUTH_FAILED: CloseCode =
-    CloseCode::new(4401, "upstream authentication failed");
+pub const UPSTREAM_AUTH_FAILED: CloseCode = CloseCode::new(4401, "upstream authentication failed");
 /// The upstream is rate limiting this session or guestgate's client.
 pub const UPSTREAM_RATE_LIMITED: CloseCode = CloseCode::new(4429, "upstream rate limited");
 /// The upstream sent something guestgate cannot relay (protocol error, bad reply).

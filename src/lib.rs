@@ -2,6 +2,18 @@
 //! browser's behalf.
 #![forbid(unsafe_code)]
 
-pub mod secret;
+pub mod admin;
+pub mod app;
+pub mod auth;
 pub mod close_code;
+pub mod config;
+pub mod demo;
+pub mod handshake;
+pub mod mock;
 pub mod relay;
+pub mod route;
+pub mod secret;
+pub mod server;
+pub mod session;
+pub mod tls;
+pub mod upstream;

@@ -1,1 +1,179 @@
-fn main() {}
+//! The `guestgate` binary: parses the command line, sets up logging, loads and validates the
+//! config, and hands over to the library. Exit codes: 0 clean, 1 runtime failure, 2 bad
+//! configuration or usage (always before any port is bound).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing::{error, info};
+use url::Url;
+
+use guestgate::app;
+use guestgate::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "guestgate",
+    version,
+    about = "WebSocket relay that authenticates guest chat sessions upstream on the browser's behalf"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `guestgate=debug`.
+    #[arg(long, default_value = "info", env = "GUESTGATE_LOG", global = true)]
+    log: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Relay browser WebSockets: from a config file, or to one upstream with `--upstream`.
+    Serve {
+        /// TOML config file.
+        #[arg(long, conflicts_with = "upstream")]
+        config: Option<PathBuf>,
+        /// Relay every path to this ws:// or wss:// URL (no config file needed).
+        #[arg(long, required_unless_present = "config")]
+        upstream: Option<Url>,
+        /// Browser listener (overrides the config).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Admin listener for /healthz, /readyz, /metrics (overrides the config).
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
+    },
+    /// Validate a config file and print the effective configuration.
+    Check {
+        /// TOML config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run guestgate with an in-process fake upstream on loopback and print the URLs to open.
+    Demo {
+        /// Browser listener.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Admin listener.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin_listen: SocketAddr,
+    },
+}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn termination() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log);
+    let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve {
+                config,
+                upstream,
+                listen,
+                admin_listen,
+            } => {
+                let mut config = match (config, upstream) {
+                    (Some(path), _) => match Config::load(&path) {
+                        Ok(c) => c,
+                        Err(e) => return config_error(e),
+                    },
+                    (None, Some(url)) => {
+                        Config::one_liner(listen.unwrap_or(([127, 0, 0, 1], 8080).into()), url)
+                    }
+                    (None, None) => unreachable!("clap requires one of them"),
+                };
+                if let Some(addr) = listen {
+                    config.server.listen = addr;
+                }
+                if let Some(addr) = admin_listen {
+                    config.server.admin_listen = addr;
+                }
+                if let Err(e) = config.validate() {
+                    return config_error(e);
+                }
+                serve(config).await
+            }
+            Command::Check { config } => match Config::load(&config) {
+                Ok(c) => match app::prepare_routes(&c) {
+                    Ok(_) => {
+                        println!("# {} is valid; effective configuration:", config.display());
+                        print!("{}", toml::to_string_pretty(&c).expect("config serialises"));
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => config_error(e),
+                },
+                Err(e) => config_error(e),
+            },
+            Command::Demo {
+                listen,
+                admin_listen,
+            } => guestgate::demo::run(listen, admin_listen, termination()).await,
+        }
+    })
+}
+
+fn config_error(e: impl std::fmt::Display) -> ExitCode {
+    error!("{e}");
+    eprintln!("guestgate: {e}");
+    ExitCode::from(2)
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let running = match app::start(&config, None).await {
+        Ok(r) => r,
+        Err(app::StartError::Route(e)) => return config_error(e),
+        Err(e) => {
+            error!("{e}");
+            eprintln!("guestgate: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    info!(listen = %running.addr, admin = %running.admin_addr, routes = config.routes.len(), "guestgate is serving");
+    termination().await;
+    info!("shutdown requested");
+    running.shutdown();
+    let report = running.wait().await;
+    if report.aborted > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -112,10 +112,14 @@ pub fn parse_header(bytes: &[u8]) -> Result<Option<Header>, Violation> {
         Err(_) => return Err(Violation::Protocol("reserved opcode")),
     };
     if raw.rsv1 || raw.rsv2 || raw.rsv3 {
-        return Err(Violation::Protocol("reserved bits set without an extension"));
+        return Err(Violation::Protocol(
+            "reserved bits set without an extension",
+        ));
     }
     if payload_len >> 63 != 0 {
-        return Err(Violation::Protocol("frame length has the most significant bit set"));
+        return Err(Violation::Protocol(
+            "frame length has the most significant bit set",
+        ));
     }
     let (kind, opcode) = match raw.opcode {
         OpCode::Data(Data::Continue) => (Kind::Data, 0),
@@ -183,7 +187,9 @@ impl MessageState {
         }
         match (h.opcode, self.in_message) {
             (0, false) => return Err(Violation::Protocol("continuation frame outside a message")),
-            (1 | 2, true) => return Err(Violation::Protocol("new message inside a fragmented one")),
+            (1 | 2, true) => {
+                return Err(Violation::Protocol("new message inside a fragmented one"));
+            }
             _ => {}
         }
         if h.payload_len > self.limits.max_frame {

@@ -21,9 +21,18 @@ fn parses_masked_and_extended_lengths() {
 
 #[test]
 fn rejects_reserved_opcode_rsv_bits_and_huge_length() {
-    assert_eq!(parse_header(&[0x83, 0x00]), Err(Violation::Protocol("reserved opcode")));
-    assert_eq!(parse_header(&[0x8B, 0x00]), Err(Violation::Protocol("reserved opcode")));
-    assert!(matches!(parse_header(&[0xC1, 0x00]), Err(Violation::Protocol(_))));
+    assert_eq!(
+        parse_header(&[0x83, 0x00]),
+        Err(Violation::Protocol("reserved opcode"))
+    );
+    assert_eq!(
+        parse_header(&[0x8B, 0x00]),
+        Err(Violation::Protocol("reserved opcode"))
+    );
+    assert!(matches!(
+        parse_header(&[0xC1, 0x00]),
+        Err(Violation::Protocol(_))
+    ));
     let mut huge = vec![0x82, 127];
     huge.extend_from_slice(&u64::MAX.to_be_bytes());
     assert!(matches!(parse_header(&huge), Err(Violation::Protocol(_))));
@@ -33,16 +42,31 @@ fn rejects_reserved_opcode_rsv_bits_and_huge_length() {
 fn enforces_mask_direction() {
     let unmasked = header(&[0x81, 0x00]);
     let masked = header(&[0x81, 0x80, 0, 0, 0, 0]);
-    assert!(MessageState::new(Side::Browser, LIMITS).admit(&unmasked).is_err());
-    assert!(MessageState::new(Side::Upstream, LIMITS).admit(&masked).is_err());
-    assert!(MessageState::new(Side::Upstream, LIMITS).admit(&unmasked).is_ok());
+    assert!(
+        MessageState::new(Side::Browser, LIMITS)
+            .admit(&unmasked)
+            .is_err()
+    );
+    assert!(
+        MessageState::new(Side::Upstream, LIMITS)
+            .admit(&masked)
+            .is_err()
+    );
+    assert!(
+        MessageState::new(Side::Upstream, LIMITS)
+            .admit(&unmasked)
+            .is_ok()
+    );
 }
 
 #[test]
 fn control_frame_rules() {
     let mut st = MessageState::new(Side::Upstream, LIMITS);
     assert!(st.admit(&header(&[0x09, 0x00])).is_err(), "fragmented ping");
-    assert!(st.admit(&header(&[0x89, 126, 0, 126])).is_err(), "ping over 125");
+    assert!(
+        st.admit(&header(&[0x89, 126, 0, 126])).is_err(),
+        "ping over 125"
+    );
     assert!(st.admit(&header(&[0x88, 0x01])).is_err(), "one-byte close");
     assert_eq!(st.admit(&header(&[0x89, 125])), Ok(false));
 }
@@ -50,12 +74,26 @@ fn control_frame_rules() {
 #[test]
 fn continuation_rules_and_message_limit() {
     let mut st = MessageState::new(Side::Upstream, LIMITS);
-    assert!(st.admit(&header(&[0x80, 0x00])).is_err(), "continuation first");
+    assert!(
+        st.admit(&header(&[0x80, 0x00])).is_err(),
+        "continuation first"
+    );
     assert_eq!(st.admit(&header(&[0x01, 100])), Ok(false));
     assert!(st.in_message());
-    assert!(st.admit(&header(&[0x81, 0x00])).is_err(), "text inside message");
-    assert_eq!(st.admit(&header(&[0x89, 0x00])), Ok(false), "ping between fragments");
-    assert_eq!(st.admit(&header(&[0x00, 50])), Ok(false), "exactly at the limit");
+    assert!(
+        st.admit(&header(&[0x81, 0x00])).is_err(),
+        "text inside message"
+    );
+    assert_eq!(
+        st.admit(&header(&[0x89, 0x00])),
+        Ok(false),
+        "ping between fragments"
+    );
+    assert_eq!(
+        st.admit(&header(&[0x00, 50])),
+        Ok(false),
+        "exactly at the limit"
+    );
     assert_eq!(
         st.admit(&header(&[0x80, 1])),
         Err(Violation::TooBig("message over the size limit"))

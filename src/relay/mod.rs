@@ -98,13 +98,30 @@ pub struct RelayReport {
     pub from_upstream: PumpStats,
 }
 
+/// One side of a relay: its transport and any frame bytes already read from it during the
+/// handshake (they belong to the frame stream).
+pub struct Leg<S> {
+    /// The transport.
+    pub io: S,
+    /// Bytes read past the handshake.
+    pub prefix: Bytes,
+}
+
+impl<S> Leg<S> {
+    /// A leg with nothing read ahead.
+    pub fn new(io: S) -> Self {
+        Self {
+            io,
+            prefix: Bytes::new(),
+        }
+    }
+}
+
 /// Relays frames between `browser` and `upstream` until either side closes or fails, or
-/// `shutdown` fires (both legs then get 1001). `upstream_prefix` holds bytes the upstream sent
-/// right after its handshake response, which belong to the frame stream.
+/// `shutdown` fires (both legs then get 1001).
 pub async fn relay<B, U>(
-    browser: B,
-    upstream: U,
-    upstream_prefix: Bytes,
+    browser: Leg<B>,
+    upstream: Leg<U>,
     cfg: &RelayConfig,
     shutdown: &CancellationToken,
 ) -> RelayReport
@@ -112,9 +129,10 @@ where
     B: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    let (browser_rd, browser_wr) = tokio::io::split(browser);
-    let (upstream_rd, upstream_wr) = tokio::io::split(upstream);
-    let upstream_rd = std::io::Cursor::new(upstream_prefix).chain(upstream_rd);
+    let (browser_rd, browser_wr) = tokio::io::split(browser.io);
+    let (upstream_rd, upstream_wr) = tokio::io::split(upstream.io);
+    let browser_rd = std::io::Cursor::new(browser.prefix).chain(browser_rd);
+    let upstream_rd = std::io::Cursor::new(upstream.prefix).chain(upstream_rd);
     let pump_cfg = |source, limits, ping| PumpConfig {
         source,
         limits,
@@ -217,15 +235,27 @@ where
     // Everything else: decide what the source (offender or lost) and the destination get.
     let (why, to_source, to_dest): (&'static str, Option<CloseCode>, Option<CloseCode>) = match end
     {
-        PumpEnd::SourceLost(_) => ("transport closed without a close frame", None, Some(lost(source))),
+        PumpEnd::SourceLost(_) => (
+            "transport closed without a close frame",
+            None,
+            Some(lost(source)),
+        ),
         PumpEnd::Violation(v) => (v.detail(), Some(offender_code(v)), Some(misbehaved(source))),
-        PumpEnd::SourceIdle => ("idle timeout", Some(idle_to(source)), Some(idle_to_other(source))),
+        PumpEnd::SourceIdle => (
+            "idle timeout",
+            Some(idle_to(source)),
+            Some(idle_to_other(source)),
+        ),
         PumpEnd::DestinationFailed(_) | PumpEnd::DestinationStalled => (
             "write to the other leg failed or stalled",
             Some(lost(dest)),
             None,
         ),
-        PumpEnd::Cancelled => ("guestgate is shutting down", Some(close_code::GOING_AWAY), Some(close_code::GOING_AWAY)),
+        PumpEnd::Cancelled => (
+            "guestgate is shutting down",
+            Some(close_code::GOING_AWAY),
+            Some(close_code::GOING_AWAY),
+        ),
         PumpEnd::CloseForwarded(_) => unreachable!("handled above"),
     };
     report.why = why;
@@ -253,7 +283,10 @@ where
     // Read each peer's close reply so neither connection is reset with unread bytes.
     match (sent_to_dest, sent_to_source) {
         (true, true) => {
-            tokio::join!(other.drain(cfg.close_timeout), ended.drain(cfg.close_timeout));
+            tokio::join!(
+                other.drain(cfg.close_timeout),
+                ended.drain(cfg.close_timeout)
+            );
         }
         (true, false) => {
             other.drain(cfg.close_timeout).await;

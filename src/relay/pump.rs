@@ -139,11 +139,15 @@ where
     /// Forwards frames until the source closes, fails, idles out, breaks the protocol, or
     /// `cancel` fires. Cancel-safe: calling it again continues where it stopped.
     pub async fn run(&mut self, cancel: &CancellationToken) -> PumpEnd {
-        let mut ping = self.cfg.ping_interval.filter(|_| !self.discard).map(|every| {
-            let mut i = tokio::time::interval_at(Instant::now() + every, every);
-            i.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            i
-        });
+        let mut ping = self
+            .cfg
+            .ping_interval
+            .filter(|_| !self.discard)
+            .map(|every| {
+                let mut i = tokio::time::interval_at(Instant::now() + every, every);
+                i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                i
+            });
         let idle = tokio::time::sleep_until(self.last_read + self.cfg.idle_timeout);
         tokio::pin!(idle);
         loop {
@@ -372,7 +376,3 @@ async fn tick(ping: &mut Option<tokio::time::Interval>) {
         None => std::future::pending().await,
     }
 }
-
-#[cfg(test)]
-#[path = "pump_tests.rs"]
-mod tests;

@@ -15,6 +15,7 @@ fn cfg() -> RelayConfig {
         browser_ping: None,
         upstream_ping: None,
         buffer_size: 4096,
+        close_timeout: Duration::from_millis(500),
         ..RelayConfig::default()
     }
 }
@@ -39,7 +40,7 @@ fn start(cfg: RelayConfig) -> Harness {
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let relay = tokio::spawn(async move {
-        relay(browser_far, upstream_far, Bytes::new(), &cfg, &token).await
+        relay(Leg::new(browser_far), Leg::new(upstream_far), &cfg, &token).await
     });
     Harness {
         browser,
@@ -119,13 +120,22 @@ async fn frames_pass_byte_for_byte_both_ways() {
     h.upstream.write_all(&back).await.unwrap();
     assert_eq!(read_exact(&mut h.browser, back.len()).await, back);
 
-    h.browser.write_all(&frame(true, 8, &close_payload(1000, "bye"), MASK)).await.unwrap();
+    h.browser
+        .write_all(&frame(true, 8, &close_payload(1000, "bye"), MASK))
+        .await
+        .unwrap();
     assert_eq!(expect_close(&mut h.upstream, 1000).await, "bye");
-    h.upstream.write_all(&frame(true, 8, &close_payload(1000, "ok"), None)).await.unwrap();
+    h.upstream
+        .write_all(&frame(true, 8, &close_payload(1000, "ok"), None))
+        .await
+        .unwrap();
     assert_eq!(expect_close(&mut h.browser, 1000).await, "ok");
     let r = report(h).await;
     assert_eq!(r.closer, Closer::Browser);
-    assert_eq!((r.code_to_upstream, r.code_to_browser), (Some(1000), Some(1000)));
+    assert_eq!(
+        (r.code_to_upstream, r.code_to_browser),
+        (Some(1000), Some(1000))
+    );
     assert_eq!(r.from_browser.messages, 3);
     assert_eq!(r.from_browser.frames, 6);
     assert_eq!(r.from_upstream.messages, 1);
@@ -134,9 +144,15 @@ async fn frames_pass_byte_for_byte_both_ways() {
 #[tokio::test]
 async fn upstream_close_with_reason_reaches_the_browser() {
     let mut h = start(cfg());
-    h.upstream.write_all(&frame(true, 8, &close_payload(4000, "agent left"), None)).await.unwrap();
+    h.upstream
+        .write_all(&frame(true, 8, &close_payload(4000, "agent left"), None))
+        .await
+        .unwrap();
     assert_eq!(expect_close(&mut h.browser, 4000).await, "agent left");
-    h.browser.write_all(&frame(true, 8, &close_payload(4000, ""), MASK)).await.unwrap();
+    h.browser
+        .write_all(&frame(true, 8, &close_payload(4000, ""), MASK))
+        .await
+        .unwrap();
     expect_close(&mut h.upstream, 4000).await;
     let r = report(h).await;
     assert_eq!(r.closer, Closer::Upstream);
@@ -145,13 +161,19 @@ async fn upstream_close_with_reason_reaches_the_browser() {
 #[tokio::test]
 async fn unmasked_browser_frame_gets_1002_and_upstream_1001() {
     let mut h = start(cfg());
-    h.browser.write_all(&frame(true, 1, b"x", None)).await.unwrap();
+    h.browser
+        .write_all(&frame(true, 1, b"x", None))
+        .await
+        .unwrap();
     let reason = expect_close(&mut h.browser, 1002).await;
     assert_eq!(reason, "protocol error");
     expect_close(&mut h.upstream, 1001).await;
     let r = report(h).await;
     assert_eq!(r.why, "browser frame not masked");
-    assert_eq!((r.code_to_browser, r.code_to_upstream), (Some(1002), Some(1001)));
+    assert_eq!(
+        (r.code_to_browser, r.code_to_upstream),
+        (Some(1002), Some(1001))
+    );
 }
 
 #[tokio::test]
@@ -161,8 +183,14 @@ async fn message_over_limit_gets_1009_and_nothing_of_it_is_forwarded() {
     let mut h = start(c);
     let at_limit = frame(true, 2, &[7; 10], MASK);
     h.browser.write_all(&at_limit).await.unwrap();
-    h.browser.write_all(&frame(false, 2, &[1; 6], MASK)).await.unwrap();
-    h.browser.write_all(&frame(true, 0, &[1; 5], MASK)).await.unwrap();
+    h.browser
+        .write_all(&frame(false, 2, &[1; 6], MASK))
+        .await
+        .unwrap();
+    h.browser
+        .write_all(&frame(true, 0, &[1; 5], MASK))
+        .await
+        .unwrap();
     expect_close(&mut h.browser, 1009).await;
     let mut expected = at_limit;
     expected.extend(frame(false, 2, &[1; 6], MASK));
@@ -173,7 +201,10 @@ async fn message_over_limit_gets_1009_and_nothing_of_it_is_forwarded() {
 #[tokio::test]
 async fn masked_upstream_frame_is_a_bad_gateway_for_the_browser() {
     let mut h = start(cfg());
-    h.upstream.write_all(&frame(true, 1, b"x", MASK)).await.unwrap();
+    h.upstream
+        .write_all(&frame(true, 1, b"x", MASK))
+        .await
+        .unwrap();
     expect_close(&mut h.upstream, 1002).await;
     expect_close(&mut h.browser, 4502).await;
 }
@@ -181,19 +212,31 @@ async fn masked_upstream_frame_is_a_bad_gateway_for_the_browser() {
 #[tokio::test]
 async fn upstream_transport_loss_becomes_4503() {
     let mut h = start(cfg());
-    h.upstream.write_all(&frame(false, 1, b"half", None)).await.unwrap();
+    h.upstream
+        .write_all(&frame(false, 1, b"half", None))
+        .await
+        .unwrap();
     let got = read_exact(&mut h.browser, 6).await;
     assert_eq!(&got[2..], b"half");
     drop(h.upstream);
-    assert_eq!(expect_close(&mut h.browser, 4503).await, "upstream connection lost");
+    assert_eq!(
+        expect_close(&mut h.browser, 4503).await,
+        "upstream connection lost"
+    );
 }
 
 #[tokio::test]
 async fn browser_transport_loss_becomes_1001_upstream() {
     let mut h = start(cfg());
     drop(h.browser);
-    assert_eq!(expect_close(&mut h.upstream, 1001).await, "browser went away");
-    let r = tokio::time::timeout(Duration::from_secs(10), h.relay).await.unwrap().unwrap();
+    assert_eq!(
+        expect_close(&mut h.upstream, 1001).await,
+        "browser went away"
+    );
+    let r = tokio::time::timeout(Duration::from_secs(10), h.relay)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(r.closer, Closer::Browser);
 }
 
@@ -206,7 +249,10 @@ async fn pings_are_sent_and_their_pongs_consumed() {
     let (op, payload) = read_frame(&mut h.upstream).await;
     assert_eq!((op, payload.as_slice()), (9, &PING_PAYLOAD[..]));
     // The answer is consumed; a pong that does not answer guestgate is forwarded.
-    h.upstream.write_all(&frame(true, 10, PING_PAYLOAD, None)).await.unwrap();
+    h.upstream
+        .write_all(&frame(true, 10, PING_PAYLOAD, None))
+        .await
+        .unwrap();
     let other = frame(true, 10, b"page", None);
     h.upstream.write_all(&other).await.unwrap();
     assert_eq!(read_exact(&mut h.browser, other.len()).await, other);
@@ -220,7 +266,10 @@ async fn silent_browser_is_closed_with_4408() {
     // Upstream traffic does not keep the browser leg alive.
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_secs(25)).await;
-        h.upstream.write_all(&frame(true, 1, b"tick", None)).await.unwrap();
+        h.upstream
+            .write_all(&frame(true, 1, b"tick", None))
+            .await
+            .unwrap();
         read_frame(&mut h.browser).await;
     }
     let r = expect_close(&mut h.browser, 4408).await;
@@ -233,23 +282,46 @@ async fn shutdown_sends_1001_to_both_legs() {
     h.shutdown.cancel();
     expect_close(&mut h.browser, 1001).await;
     expect_close(&mut h.upstream, 1001).await;
-    h.browser.write_all(&frame(true, 8, &close_payload(1001, ""), MASK)).await.unwrap();
-    h.upstream.write_all(&frame(true, 8, &close_payload(1001, ""), None)).await.unwrap();
+    h.browser
+        .write_all(&frame(true, 8, &close_payload(1001, ""), MASK))
+        .await
+        .unwrap();
+    h.upstream
+        .write_all(&frame(true, 8, &close_payload(1001, ""), None))
+        .await
+        .unwrap();
     let r = report(h).await;
     assert_eq!(r.why, "guestgate is shutting down");
 }
 
 fn chunked_stream() -> impl Strategy<Value = (Vec<u8>, Vec<usize>)> {
-    let message = (any::<bool>(), prop::collection::vec(any::<u8>(), 0..3000), 1usize..4);
-    (prop::collection::vec(message, 1..12), prop::collection::vec(1usize..5000, 1..40)).prop_map(
-        |(messages, cuts)| {
+    let message = (
+        any::<bool>(),
+        prop::collection::vec(any::<u8>(), 0..3000),
+        1usize..4,
+    );
+    (
+        prop::collection::vec(message, 1..12),
+        prop::collection::vec(1usize..5000, 1..40),
+    )
+        .prop_map(|(messages, cuts)| {
             let mut bytes = Vec::new();
             for (text, payload, parts) in messages {
                 let step = payload.len() / parts + 1;
                 let pieces: Vec<&[u8]> = payload.chunks(step).collect();
-                let pieces = if pieces.is_empty() { vec![&[][..]] } else { pieces };
+                let pieces = if pieces.is_empty() {
+                    vec![&[][..]]
+                } else {
+                    pieces
+                };
                 for (i, piece) in pieces.iter().enumerate() {
-                    let opcode = if i > 0 { 0 } else if text { 1 } else { 2 };
+                    let opcode = if i > 0 {
+                        0
+                    } else if text {
+                        1
+                    } else {
+                        2
+                    };
                     encode(&mut bytes, i + 1 == pieces.len(), opcode, piece, MASK);
                     if i == 0 {
                         encode(&mut bytes, true, 9, b"between", MASK);
@@ -257,8 +329,7 @@ fn chunked_stream() -> impl Strategy<Value = (Vec<u8>, Vec<usize>)> {
                 }
             }
             (bytes, cuts)
-        },
-    )
+        })
 }
 
 proptest! {

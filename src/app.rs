@@ -1,0 +1,107 @@
+//! Assembling a running guestgate from a validated [`Config`]: prepare routes (so bad settings
+//! fail before any port is bound), bind both listeners, and run them until asked to stop.
+//! `main`, the demo and the integration tests all start guestgate through here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, MetricsRenderer};
+use crate::config::Config;
+use crate::route::{Route, RouteError};
+use crate::server::{self, DrainReport, Gateway};
+
+/// Why guestgate could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A route's settings could not be prepared (TLS files, header values).
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// A listener could not be bound.
+    #[error("binding {what} listener on {addr}: {source}")]
+    Bind {
+        /// `browser` or `admin`.
+        what: &'static str,
+        /// The configured address.
+        addr: SocketAddr,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+}
+
+/// A running guestgate.
+pub struct Running {
+    /// The bound browser address (useful with port 0).
+    pub addr: SocketAddr,
+    /// The bound admin address.
+    pub admin_addr: SocketAddr,
+    /// Shared state (draining flag, open connections).
+    pub gateway: Arc<Gateway>,
+    stop: CancellationToken,
+    task: JoinHandle<DrainReport>,
+}
+
+impl Running {
+    /// Begins the graceful shutdown.
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    /// Waits for the drain to finish.
+    pub async fn wait(self) -> DrainReport {
+        self.task.await.unwrap_or(DrainReport { aborted: 0 })
+    }
+}
+
+/// Prepares every route of `config`; fails before anything is bound.
+pub fn prepare_routes(config: &Config) -> Result<Vec<Arc<Route>>, RouteError> {
+    config.routes.iter().map(Route::from_config).collect()
+}
+
+/// Prepares routes, binds the listeners and starts serving.
+pub async fn start(
+    config: &Config,
+    metrics: Option<MetricsRenderer>,
+) -> Result<Running, StartError> {
+    let routes = prepare_routes(config)?;
+    let bind = |what, addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { what, addr, source })
+    };
+    let listener = bind("browser", config.server.listen).await?;
+    let admin_listener = bind("admin", config.server.admin_listen).await?;
+    let addr = listener
+        .local_addr()
+        .expect("bound listener has an address");
+    let admin_addr = admin_listener
+        .local_addr()
+        .expect("bound listener has an address");
+    let gateway = Gateway::new(config.server.clone(), routes);
+    let stop = CancellationToken::new();
+    let admin_stop = CancellationToken::new();
+    tokio::spawn(admin::run(
+        admin_listener,
+        gateway.clone(),
+        metrics,
+        admin_stop.clone(),
+    ));
+    let task = {
+        let (gateway, stop) = (gateway.clone(), stop.clone());
+        tokio::spawn(async move {
+            let report = server::run(listener, gateway, stop.cancelled_owned()).await;
+            admin_stop.cancel();
+            report
+        })
+    };
+    Ok(Running {
+        addr,
+        admin_addr,
+        gateway,
+        stop,
+        task,
+    })
+}

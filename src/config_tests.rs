@@ -1,0 +1,69 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[[routes]]
+upstream = "ws://127.0.0.1:9000/"
+"#;
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = Config::parse(MINIMAL).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.routes[0].path, "/ws");
+    assert_eq!(c.routes[0].relay.idle_timeout, Duration::from_secs(120));
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let err = Config::parse("[server]\nlisten_adress = \"127.0.0.1:1\"\n").unwrap_err();
+    assert!(err.to_string().contains("listen_adress"), "{err}");
+}
+
+#[test]
+fn bad_duration_is_named() {
+    let text = format!("{MINIMAL}[routes.relay]\nidle_timeout = \"soon\"\n");
+    let err = Config::parse(&text).unwrap_err().to_string();
+    assert!(err.contains("idle_timeout"), "{err}");
+}
+
+#[test]
+fn semantic_errors_name_the_key() {
+    let cases = [
+        (
+            "[[routes]]\nupstream = \"http://x/\"\n",
+            "routes[0].upstream",
+        ),
+        (
+            "[[routes]]\nupstream = \"ws://x/\"\npath = \"ws\"\n",
+            "routes[0].path",
+        ),
+        (
+            "[[routes]]\nupstream = \"ws://x/\"\n[[routes]]\nupstream = \"ws://y/\"\n",
+            "routes[1].path",
+        ),
+        (
+            "[[routes]]\nupstream = \"ws://x/\"\n[routes.relay]\nbuffer_bytes = 10\n",
+            "routes[0].relay.buffer_bytes",
+        ),
+        (
+            "[[routes]]\nupstream = \"ws://x/\"\n[routes.relay]\nbrowser_max_message_bytes = 200\nbrowser_max_frame_bytes = 300\n",
+            "routes[0].relay.browser_max_message_bytes",
+        ),
+        (
+            "[server]\nmax_connections = 0\n[[routes]]\nupstream = \"ws://x/\"\n",
+            "server.max_connections",
+        ),
+        ("", "routes"),
+    ];
+    for (text, key) in cases {
+        let err = Config::parse(text).unwrap_err().to_string();
+        assert!(err.contains(key), "{text:?} gave {err}");
+    }
+}
+
+#[test]
+fn zero_ping_interval_turns_pings_off() {
+    let text = format!("{MINIMAL}[routes.relay]\nbrowser_ping_interval = \"0s\"\n");
+    let c = Config::parse(&text).unwrap();
+    assert_eq!(c.routes[0].relay.to_relay_config().browser_ping, None);
+}

@@ -1,0 +1,89 @@
+//! One browser connection after its upgrade: open the upstream leg, relay, and record how it
+//! ended. Upstream failures reach the browser as a close frame with a documented code.
+
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::close_code::{self, CloseCode};
+use crate::relay::frame::OwnFrame;
+use crate::relay::{self, Leg, Pump, PumpConfig, Side};
+use crate::route::Route;
+use crate::upstream;
+
+/// Runs one upgraded browser connection to its end.
+pub async fn run<S>(browser: Leg<S>, route: &Route, shutdown: &CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let connected = tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => {
+            reject(browser, close_code::GOING_AWAY, route).await;
+            return;
+        }
+        result = upstream::connect(&route.target) => result,
+    };
+    let upstream = match connected {
+        Ok(conn) => conn,
+        Err(e) => {
+            let code = e.close_code();
+            warn!(route = %route.name, error = %e, close_code = code.code, "upstream connect failed");
+            reject(browser, code, route).await;
+            return;
+        }
+    };
+    let upstream = Leg {
+        io: upstream.stream,
+        prefix: upstream.prefix,
+    };
+    let report = relay::relay(browser, upstream, &route.relay, shutdown).await;
+    info!(
+        route = %route.name,
+        duration_ms = started.elapsed().as_millis() as u64,
+        closer = report.closer.as_str(),
+        why = report.why,
+        code_to_browser = report.code_to_browser,
+        code_to_upstream = report.code_to_upstream,
+        bytes_from_browser = report.from_browser.bytes,
+        bytes_from_upstream = report.from_upstream.bytes,
+        messages_from_browser = report.from_browser.messages,
+        messages_from_upstream = report.from_upstream.messages,
+        "connection ended"
+    );
+}
+
+/// Closes a browser connection before any relaying: sends the close frame, reads the browser's
+/// reply (so the connection is not reset with unread bytes), then ends the TCP stream.
+pub async fn reject<S>(browser: Leg<S>, code: CloseCode, route: &Route)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (rd, mut wr) = tokio::io::split(browser.io);
+    let frame = OwnFrame::close(code.code, code.reason, Side::Browser);
+    let limit = route.relay.close_timeout;
+    if tokio::time::timeout(limit, wr.write_all(frame.as_bytes()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let rd = std::io::Cursor::new(browser.prefix).chain(rd);
+    let mut drain = Pump::new(
+        rd,
+        tokio::io::sink(),
+        PumpConfig {
+            source: Side::Browser,
+            limits: route.relay.browser_limits,
+            buffer_size: route.relay.buffer_size,
+            idle_timeout: limit,
+            ping_interval: None,
+            write_stall: limit,
+        },
+    );
+    drain.drain(limit).await;
+    let _ = tokio::time::timeout(limit, wr.shutdown()).await;
+}

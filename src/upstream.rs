@@ -1,0 +1,256 @@
+//! Opening the upstream leg: TCP, TLS for `wss://`, and the WebSocket upgrade through hyper's
+//! client, after which the raw stream and any bytes read past the 101 response are handed to
+//! the relay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::MaybeTlsStream;
+use url::Url;
+
+use crate::close_code::{self, CloseCode};
+
+/// The upstream's transport once the upgrade is done.
+pub type UpstreamStream = MaybeTlsStream<TcpStream>;
+
+/// An upgraded upstream connection.
+pub struct UpstreamConn {
+    /// The raw stream, positioned after the 101 response.
+    pub stream: UpstreamStream,
+    /// Frame bytes the upstream sent right behind its 101 response.
+    pub prefix: Bytes,
+    /// The subprotocol the upstream selected, if any.
+    pub protocol: Option<HeaderValue>,
+}
+
+/// Why the upstream leg could not be opened. The text never contains URL query values, which
+/// may carry credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// TCP connect or DNS failed.
+    #[error("connecting to upstream {host}: {source}")]
+    Connect {
+        /// Host and port.
+        host: String,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The TLS handshake failed.
+    #[error("tls handshake with upstream {host}: {source}")]
+    Tls {
+        /// Host and port.
+        host: String,
+        /// What rustls said.
+        source: std::io::Error,
+    },
+    /// The upstream answered the upgrade with another status.
+    #[error("upstream {host} refused the websocket upgrade with HTTP {status}")]
+    Refused {
+        /// Host and port.
+        host: String,
+        /// The status it sent.
+        status: StatusCode,
+    },
+    /// The upstream's 101 response was not a valid WebSocket handshake.
+    #[error("upstream {host} sent an invalid handshake response: {problem}")]
+    BadHandshake {
+        /// Host and port.
+        host: String,
+        /// What was wrong.
+        problem: &'static str,
+    },
+    /// Connecting took longer than the route's connect timeout.
+    #[error("connecting to upstream {host} timed out after {after:?}")]
+    Timeout {
+        /// Host and port.
+        host: String,
+        /// The configured timeout.
+        after: Duration,
+    },
+}
+
+impl UpstreamError {
+    /// The close code and reason the browser receives for this failure.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            UpstreamError::Refused { status, .. } => match status.as_u16() {
+                401 | 403 => close_code::UPSTREAM_REFUSED,
+                429 => close_code::UPSTREAM_RATE_LIMITED,
+                _ => close_code::UPSTREAM_UNAVAILABLE,
+            },
+            UpstreamError::Connect { .. } | UpstreamError::Tls { .. } => {
+                close_code::UPSTREAM_UNAVAILABLE
+            }
+            UpstreamError::BadHandshake { .. } => close_code::UPSTREAM_BAD,
+            UpstreamError::Timeout { .. } => close_code::UPSTREAM_TIMEOUT,
+        }
+    }
+
+    /// A closed-set label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect { .. } => "connect",
+            UpstreamError::Tls { .. } => "tls",
+            UpstreamError::Refused { .. } => "refused",
+            UpstreamError::BadHandshake { .. } => "bad_handshake",
+            UpstreamError::Timeout { .. } => "timeout",
+        }
+    }
+}
+
+/// What to connect to and how.
+#[derive(Clone)]
+pub struct UpstreamTarget {
+    /// The upstream WebSocket URL.
+    pub url: Url,
+    /// Extra request headers (Origin, Authorization from the auth flow, ...).
+    pub headers: HeaderMap,
+    /// TLS settings for `wss://`.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Limit for the whole connect (TCP, TLS, upgrade).
+    pub timeout: Duration,
+}
+
+/// `host:port` of a URL, safe to log.
+pub fn host_label(url: &Url) -> String {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or("?"),
+        url.port_or_known_default().unwrap_or(0)
+    )
+}
+
+/// Connects and upgrades. No extensions are offered.
+pub async fn connect(target: &UpstreamTarget) -> Result<UpstreamConn, UpstreamError> {
+    let host = host_label(&target.url);
+    match tokio::time::timeout(target.timeout, connect_inner(target, &host)).await {
+        Ok(result) => result,
+        Err(_) => Err(UpstreamError::Timeout {
+            host,
+            after: target.timeout,
+        }),
+    }
+}
+
+async fn connect_inner(target: &UpstreamTarget, host: &str) -> Result<UpstreamConn, UpstreamError> {
+    let url = &target.url;
+    let hostname = url
+        .host_str()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_owned();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let tcp = TcpStream::connect((hostname.as_str(), port))
+        .await
+        .map_err(|source| UpstreamError::Connect {
+            host: host.to_owned(),
+            source,
+        })?;
+    let _ = tcp.set_nodelay(true);
+    let stream = if url.scheme() == "wss" {
+        let name = rustls_pki_types::ServerName::try_from(hostname.clone()).map_err(|e| {
+            UpstreamError::Tls {
+                host: host.to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+            }
+        })?;
+        let tls = TlsConnector::from(target.tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|source| UpstreamError::Tls {
+                host: host.to_owned(),
+                source,
+            })?;
+        MaybeTlsStream::Rustls(tls)
+    } else {
+        MaybeTlsStream::Plain(tcp)
+    };
+    upgrade(stream, target, host).await
+}
+
+async fn upgrade(
+    stream: UpstreamStream,
+    target: &UpstreamTarget,
+    host: &str,
+) -> Result<UpstreamConn, UpstreamError> {
+    let bad = |problem| UpstreamError::BadHandshake {
+        host: host.to_owned(),
+        problem,
+    };
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| bad("http handshake failed"))?;
+    let conn = tokio::spawn(conn.with_upgrades());
+
+    let key = tungstenite::handshake::client::generate_key();
+    let path = match target.url.query() {
+        Some(q) => format!("{}?{q}", target.url.path()),
+        None => target.url.path().to_owned(),
+    };
+    let mut request = Request::get(path)
+        .header(header::HOST, host_header(&target.url))
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_VERSION, "13")
+        .header(header::SEC_WEBSOCKET_KEY, &key)
+        .body(Empty::<Bytes>::new())
+        .map_err(|_| bad("could not build the upgrade request"))?;
+    for (name, value) in &target.headers {
+        request.headers_mut().append(name, value.clone());
+    }
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|_| bad("no valid http response to the upgrade request"))?;
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        conn.abort();
+        return Err(UpstreamError::Refused {
+            host: host.to_owned(),
+            status: response.status(),
+        });
+    }
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    if response
+        .headers()
+        .get(header::SEC_WEBSOCKET_ACCEPT)
+        .map(|v| v.as_bytes())
+        != Some(accept.as_bytes())
+    {
+        return Err(bad("wrong or missing Sec-WebSocket-Accept"));
+    }
+    if response
+        .headers()
+        .contains_key(header::SEC_WEBSOCKET_EXTENSIONS)
+    {
+        return Err(bad("upstream accepted an extension that was not offered"));
+    }
+    let protocol = response
+        .headers()
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .cloned();
+    let upgraded = hyper::upgrade::on(response)
+        .await
+        .map_err(|_| bad("upgrade did not complete"))?;
+    let parts = upgraded
+        .downcast::<TokioIo<UpstreamStream>>()
+        .map_err(|_| bad("upgraded stream has an unexpected type"))?;
+    Ok(UpstreamConn {
+        stream: parts.io.into_inner(),
+        prefix: parts.read_buf,
+        protocol,
+    })
+}
+
+fn host_header(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}

@@ -1,0 +1,296 @@
+//! End-to-end relay tests on real loopback sockets: guestgate in process in front of a
+//! programmable fake upstream, driven by tokio-tungstenite clients and a raw-socket client.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::{SinkExt, StreamExt};
+use guestgate::mock::FakeBehavior;
+use tokio_tungstenite::connect_async;
+use tungstenite::Message;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+async fn ws_client(
+    addr: std::net::SocketAddr,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let (ws, _) = connect_async(format!("ws://{addr}/ws"))
+        .await
+        .expect("upgrade through guestgate");
+    ws
+}
+
+async fn next(
+    ws: &mut (impl StreamExt<Item = Result<Message, tungstenite::Error>> + Unpin),
+) -> Message {
+    tokio::time::timeout(STEP, ws.next())
+        .await
+        .expect("timed out")
+        .expect("stream ended")
+        .expect("ws error")
+}
+
+#[tokio::test]
+async fn messages_of_every_kind_round_trip_through_the_relay() {
+    let up = fake(FakeBehavior::Echo).await;
+    let gg = gateway(&config_for(&up.url())).await;
+    let mut ws = ws_client(gg.addr).await;
+    let big: Vec<u8> = (0..(1 << 20)).map(|i| (i % 251) as u8).collect();
+    let cases = vec![
+        Message::text("hello"),
+        Message::binary(vec![0u8, 1, 2, 255]),
+        Message::text(""),
+        Message::binary(Vec::<u8>::new()),
+        Message::binary(big.clone()),
+        Message::text("é".repeat(40_000)),
+    ];
+    for m in &cases {
+        ws.send(m.clone()).await.unwrap();
+        assert_eq!(&next(&mut ws).await, m);
+    }
+    ws.close(Some(CloseFrame {
+        code: CloseCode::from(4001),
+        reason: "client bye".into(),
+    }))
+    .await
+    .unwrap();
+    match next(&mut ws).await {
+        Message::Close(Some(f)) => {
+            assert_eq!((u16::from(f.code), f.reason.as_str()), (4001, "client bye"))
+        }
+        other => panic!("expected the echoed close, got {other:?}"),
+    }
+    let got = up.wait_for_received(cases.len() + 1, STEP).await.unwrap();
+    assert!(matches!(got.last(), Some(Message::Close(Some(f))) if u16::from(f.code) == 4001));
+}
+
+#[tokio::test]
+async fn fragmented_message_with_interleaved_ping_arrives_whole() {
+    let up = fake(FakeBehavior::Echo).await;
+    let gg = gateway(&config_for(&up.url())).await;
+    let mut c = RawClient::connect(gg.addr, "").await;
+    c.send(false, 1, b"frag", MASK).await;
+    c.send(true, 9, b"are you there", MASK).await;
+    c.send(false, 0, b"men", MASK).await;
+    c.send(true, 0, b"ted", MASK).await;
+    // The upstream answers the ping (relayed verbatim) and echoes the reassembled text.
+    assert_eq!(c.frame().await.unwrap(), (10, b"are you there".to_vec()));
+    assert_eq!(c.frame().await.unwrap(), (1, b"fragmented".to_vec()));
+}
+
+#[tokio::test]
+async fn no_extensions_are_negotiated_on_either_leg() {
+    let up = fake(FakeBehavior::Echo).await;
+    let gg = gateway(&config_for(&up.url())).await;
+    let c = RawClient::connect(
+        gg.addr,
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+    )
+    .await;
+    assert!(
+        !c.response_head
+            .to_ascii_lowercase()
+            .contains("sec-websocket-extensions")
+    );
+    let reqs = up.wait_for_requests(1, STEP).await.unwrap();
+    assert_eq!(reqs[0].header("sec-websocket-extensions"), None);
+}
+
+#[tokio::test]
+async fn browser_cookie_and_authorization_never_reach_the_upstream() {
+    let up = fake(FakeBehavior::Echo).await;
+    let gg = gateway(&config_for(&up.url())).await;
+    let _c = RawClient::connect(
+        gg.addr,
+        "Cookie: session=abc\r\nAuthorization: Bearer page-token\r\n",
+    )
+    .await;
+    let reqs = up.wait_for_requests(1, STEP).await.unwrap();
+    assert_eq!(reqs[0].header("cookie"), None);
+    assert_eq!(reqs[0].header("authorization"), None);
+}
+
+#[tokio::test]
+async fn upstream_refusing_the_upgrade_gives_4403_with_a_reason() {
+    let up = fake(FakeBehavior::genesys_forbidden()).await;
+    let gg = gateway(&config_for(&up.url())).await;
+    let mut c = RawClient::connect(gg.addr, "").await;
+    let (code, reason) = c.close_frame().await;
+    assert_eq!(code, 4403);
+    assert!(reason.contains("deploymentId"), "{reason}");
+}
+
+#[tokio::test]
+async fn unreachable_upstream_gives_4503() {
+    let spare = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", spare.local_addr().unwrap());
+    drop(spare);
+    let gg = gateway(&config_for(&url)).await;
+    let mut c = RawClient::connect(gg.addr, "").await;
+    assert_eq!(c.close_frame().await, (4503, "upstream unavailable".into()));
+}
+
+#[tokio::test]
+async fn slow_upstream_handshake_gives_4504() {
+    let up = fake(FakeBehavior::HandshakeDelay(Duration::from_secs(5))).await;
+    let mut config = config_for(&up.url());
+    config.routes[0].connect_timeout = Duration::from_millis(300);
+    let gg = gateway(&config).await;
+    let mut c = RawClient::connect(gg.addr, "").await;
+    assert_eq!(c.close_frame().await.0, 4504);
+}
+
+#[tokio::test]
+async fn upstream_close_code_and_reason_reach_the_browser() {
+    let up = fake(FakeBehavior::AcceptThenClose {
+        code: 4000,
+        reason: "agent ended the chat".into(),
+    })
+    .await;
+    let gg = gateway(&config_for(&up.url())).await;
+    let mut c = RawClient::connect(gg.addr, "").await;
+    assert_eq!(c.close_frame().await, (4000, "agent ended the chat".into()));
+}
+
+#[tokio::test]
+async fn upstream_dropping_without_close_gives_4503() {
+    let up = fake(FakeBehavior::AcceptThenDrop).await;
+    let gg = gateway(&config_for(&up.url())).await;
+    let mut c = RawClient::connect(gg.addr, "").await;
+    assert_eq!(
+        c.close_frame().await,
+        (4503, "upstream connection lost".into())
+    );
+}
+
+#[tokio::test]
+async fn upstream_dying_mid_frame_ends_the_browser_stream_without_a_forged_close() {
+    let up = fake(FakeBehavior::DropMidMessage).await;
+    let gg = gateway(&config_for(&up.url())).await;
+    let mut c = RawClient::connect(gg.addr, "").await;
+    // The header and the 10 bytes that arrived were forwarded; a close frame cannot follow
+    // inside a frame, so the stream just ends.
+    let mut got = Vec::new();
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(STEP, c.tcp.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got[..4], &[0x82, 126, 0x03, 0xe8]);
+    assert_eq!(got.len(), 4 + 10);
+}
+
+#[tokio::test]
+async fn protocol_violations_from_the_browser_get_the_right_code() {
+    let up = fake(FakeBehavior::Echo).await;
+    let mut config = config_for(&up.url());
+    config.routes[0].relay.browser_max_frame_bytes = 1000;
+    config.routes[0].relay.browser_max_message_bytes = 1500;
+    let gg = gateway(&config).await;
+    let cases: Vec<(Vec<(bool, u8, Vec<u8>, Option<[u8; 4]>)>, u16)> = vec![
+        (vec![(true, 1, b"plain".to_vec(), None)], 1002),
+        (vec![(true, 3, b"x".to_vec(), MASK)], 1002),
+        (vec![(true, 9, vec![0; 126], MASK)], 1002),
+        (vec![(false, 9, vec![], MASK)], 1002),
+        (vec![(true, 0, b"x".to_vec(), MASK)], 1002),
+        (
+            vec![
+                (false, 1, b"x".to_vec(), MASK),
+                (true, 1, b"y".to_vec(), MASK),
+            ],
+            1002,
+        ),
+        (vec![(true, 2, vec![0; 1000], MASK)], 0),
+        (vec![(true, 2, vec![0; 1001], MASK)], 1009),
+        (
+            vec![
+                (false, 2, vec![0; 1000], MASK),
+                (true, 0, vec![0; 500], MASK),
+            ],
+            0,
+        ),
+        (
+            vec![
+                (false, 2, vec![0; 1000], MASK),
+                (true, 0, vec![0; 501], MASK),
+            ],
+            1009,
+        ),
+    ];
+    for (frames, expected) in cases {
+        let mut c = RawClient::connect(gg.addr, "").await;
+        for (fin, op, payload, mask) in &frames {
+            c.send(*fin, *op, payload, *mask).await;
+        }
+        if expected == 0 {
+            // At the limit: relayed and echoed.
+            let (op, payload) = c.frame().await.unwrap();
+            assert_eq!(op, 2);
+            assert_eq!(
+                payload.len(),
+                frames.iter().map(|f| f.2.len()).sum::<usize>()
+            );
+        } else {
+            assert_eq!(
+                c.close_frame().await.0,
+                expected,
+                "{:?}",
+                frames
+                    .iter()
+                    .map(|f| (f.0, f.1, f.2.len()))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+    // A reserved-bit frame as well.
+    let mut c = RawClient::connect(gg.addr, "").await;
+    use tokio::io::AsyncWriteExt;
+    c.tcp.write_all(&[0xC1, 0x80, 0, 0, 0, 0]).await.unwrap();
+    assert_eq!(c.close_frame().await.0, 1002);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_sends_1001_and_readyz_turns_503() {
+    let up = fake(FakeBehavior::Echo).await;
+    let gg = gateway(&config_for(&up.url())).await;
+    assert_eq!(http_get(gg.admin_addr, "/readyz").await.0, 200);
+    let mut ws = ws_client(gg.addr).await;
+    ws.send(Message::text("before")).await.unwrap();
+    next(&mut ws).await;
+    gg.shutdown();
+    match next(&mut ws).await {
+        Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 1001),
+        other => panic!("expected close 1001, got {other:?}"),
+    }
+    // Like a browser, keep polling so the close reply goes out.
+    tokio::spawn(async move { while ws.next().await.is_some() {} });
+    let upstream_msgs = up.wait_for_received(2, STEP).await.unwrap();
+    assert!(
+        matches!(upstream_msgs.last(), Some(Message::Close(Some(f))) if u16::from(f.code) == 1001)
+    );
+    let report = tokio::time::timeout(STEP, gg.wait()).await.unwrap();
+    assert_eq!(report.aborted, 0);
+}
+
+#[tokio::test]
+async fn health_endpoints_answer() {
+    let up = fake(FakeBehavior::Echo).await;
+    let gg = gateway(&config_for(&up.url())).await;
+    assert_eq!(
+        http_get(gg.admin_addr, "/healthz").await,
+        (200, r#"{"status":"ok"}"#.into())
+    );
+    assert_eq!(
+        http_get(gg.admin_addr, "/readyz").await,
+        (200, r#"{"ready":true}"#.into())
+    );
+}
+
+#[tokio::test]
+async fn plain_http_on_the_websocket_path_gets_426() {
+    let up = fake(FakeBehavior::Echo).await;
+    let gg = gateway(&config_for(&up.url())).await;
+    assert_eq!(http_get(gg.addr, "/ws").await.0, 426);
+}
