@@ -360,3 +360,51 @@ proptest! {
         })?;
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn slow_browser_stops_upstream_reads_then_stalls_out() {
+    let h = start(RelayConfig {
+        write_stall: Duration::from_secs(30),
+        ..cfg()
+    });
+    let (mut up_rd, mut up_wr) = tokio::io::split(h.upstream);
+    let writer = tokio::spawn(async move {
+        let chunk = frame(true, 2, &[5; 16 * 1024], None);
+        let mut written = 0usize;
+        for _ in 0..64 {
+            if up_wr.write_all(&chunk).await.is_err() {
+                break;
+            }
+            written += chunk.len();
+        }
+        written
+    });
+    // The browser reads nothing. guestgate must stop reading the upstream (backpressure) and,
+    // once its write has made no progress for write_stall, tell the upstream the browser is gone.
+    let mut head = [0u8; 2];
+    loop {
+        up_rd.read_exact(&mut head).await.unwrap();
+        if head[0] & 0x0f == 8 {
+            break;
+        }
+    }
+    let mut rest = vec![0u8; usize::from(head[1] & 0x7f) + 4];
+    up_rd.read_exact(&mut rest).await.unwrap();
+    let mut payload = rest[4..].to_vec();
+    frame::apply_mask(&mut payload, rest[..4].try_into().unwrap());
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1001);
+    assert_eq!(&payload[2..], b"browser went away");
+    // Only what fits in the pipes and one buffer was taken from the upstream, not all 1 MiB.
+    writer.abort();
+    drop(h.browser);
+    let r = tokio::time::timeout(Duration::from_secs(60), h.relay)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.why, "write to the other leg failed or stalled");
+    assert!(
+        r.from_upstream.bytes < 200 * 1024,
+        "read {} bytes",
+        r.from_upstream.bytes
+    );
+}
