@@ -182,6 +182,9 @@ async fn upstream_dying_mid_frame_ends_the_browser_stream_without_a_forged_close
     assert_eq!(got.len(), 4 + 10);
 }
 
+/// (fin, opcode, payload, mask) of a frame a test client sends.
+type Frame = (bool, u8, Vec<u8>, Option<[u8; 4]>);
+
 #[tokio::test]
 async fn protocol_violations_from_the_browser_get_the_right_code() {
     let up = fake(FakeBehavior::Echo).await;
@@ -189,7 +192,7 @@ async fn protocol_violations_from_the_browser_get_the_right_code() {
     config.routes[0].relay.browser_max_frame_bytes = 1000;
     config.routes[0].relay.browser_max_message_bytes = 1500;
     let gg = gateway(&config).await;
-    let cases: Vec<(Vec<(bool, u8, Vec<u8>, Option<[u8; 4]>)>, u16)> = vec![
+    let cases: Vec<(Vec<Frame>, u16)> = vec![
         (vec![(true, 1, b"plain".to_vec(), None)], 1002),
         (vec![(true, 3, b"x".to_vec(), MASK)], 1002),
         (vec![(true, 9, vec![0; 126], MASK)], 1002),

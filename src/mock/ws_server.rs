@@ -216,6 +216,8 @@ async fn handshake(
     shared: &Shared,
     behavior: &FakeBehavior,
 ) -> Option<WebSocketStream<TcpStream>> {
+    // The Err type is tungstenite's, so its size is not ours to choose.
+    #[allow(clippy::result_large_err)]
     let callback = |req: &Request, mut resp: Response| {
         shared.requests.push(UpgradeRequest::from_request(req));
         if let FakeBehavior::RefuseUpgrade { status, body } = behavior {
@@ -247,18 +249,13 @@ async fn handshake(
 async fn echo(mut ws: WebSocketStream<TcpStream>, conn: usize, shared: &Shared) {
     while let Some(Ok(msg)) = ws.next().await {
         shared.received.push((conn, msg.clone()));
-        match msg {
-            Message::Text(_) | Message::Binary(_) => {
-                if ws.send(msg).await.is_err() {
-                    return;
-                }
-            }
-            Message::Close(_) => {
-                // tungstenite queued the same close as the reply; flush it and hang up.
-                let _ = ws.flush().await;
-                return;
-            }
-            _ => {}
+        if msg.is_close() {
+            // tungstenite queued the same close as the reply; flush it and hang up.
+            let _ = ws.flush().await;
+            return;
+        }
+        if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+            return;
         }
     }
 }

@@ -135,7 +135,8 @@ impl FakeGenesysHandle {
         self.state.requests.wait_for(n, within).await
     }
 
-    /// Every JSON frame the fake sent, on any socket, in order.
+    /// Every JSON frame the fake queued to send, on any socket, in order (an agent reply
+    /// whose socket has closed is still listed).
     pub fn sent(&self) -> Vec<Value> {
         self.state.sent.snapshot()
     }
@@ -176,6 +177,8 @@ fn send_json(state: &State, out: &Outbox, v: Value) {
 
 async fn serve(stream: TcpStream, state: Arc<State>) {
     let mut deployment = None;
+    // The Err type is tungstenite's, so its size is not ours to choose.
+    #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| {
         let up = UpgradeRequest::from_request(req);
         deployment = state.check_upgrade(&up);
