@@ -170,3 +170,23 @@ async fn demo_prints_a_working_websocket_url() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn shipped_example_configs_are_valid() {
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples")).unwrap()
+    {
+        let path = entry.unwrap().path();
+        let out = Command::new(BIN)
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
