@@ -648,7 +648,9 @@ impl Inner {
     /// own task, so it completes (and fills the cache) even if every waiter gives up.
     fn begin(self: &Arc<Self>, now: Instant) -> Result<Begin, TokenError> {
         let mut slot = lock(&self.inflight);
-        if let Some(_fetch) = slot.as_ref() {}
+        if let Some(fetch) = slot.as_ref() {
+            return Ok(Begin::Fetch(fetch.clone()));
+        }
         // A fetch may have finished between the caller's cache check and taking the slot.
         if let Some(cached) = self.cached().filter(|c| now < c.refresh_at) {
             return Ok(Begin::Cached(cached.token.clone()));
