@@ -162,12 +162,15 @@ async fn serve_connection(
         let answer = handle(req, gateway, &tx);
         async move { Ok::<_, Infallible>(answer) }
     });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(gateway.settings.handshake_timeout)
-        .max_buf_size(16 * 1024)
-        .serve_connection(TokioIo::new(tcp), service)
-        .with_upgrades();
+    // Boxed so the per-connection task does not keep room for hyper's state after the upgrade.
+    let conn = Box::pin(
+        http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(gateway.settings.handshake_timeout)
+            .max_buf_size(16 * 1024)
+            .serve_connection(TokioIo::new(tcp), service)
+            .with_upgrades(),
+    );
     tokio::select! {
         result = conn => if let Err(e) = result {
             debug!(%peer, error = %e, "browser http connection ended with an error");
