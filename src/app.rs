@@ -9,8 +9,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{self, MetricsRenderer};
+use crate::admin;
 use crate::config::Config;
+use crate::metrics::{self, Metrics};
 use crate::route::{Route, RouteError};
 use crate::server::{self, DrainReport, Gateway};
 
@@ -20,6 +21,9 @@ pub enum StartError {
     /// A route's settings could not be prepared (TLS files, header values).
     #[error(transparent)]
     Route(#[from] RouteError),
+    /// The metrics could not be registered.
+    #[error("registering metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     /// A listener could not be bound.
     #[error("binding {what} listener on {addr}: {source}")]
     Bind {
@@ -61,12 +65,18 @@ pub fn prepare_routes(config: &Config) -> Result<Vec<Arc<Route>>, RouteError> {
     config.routes.iter().map(Route::from_config).collect()
 }
 
-/// Prepares routes, binds the listeners and starts serving.
+/// Prepares routes, binds the listeners and starts serving. Metrics go to `registry`, or to a
+/// fresh one when `None`; either way `/metrics` on the admin listener serves it.
 pub async fn start(
     config: &Config,
-    metrics: Option<MetricsRenderer>,
+    registry: Option<prometheus::Registry>,
 ) -> Result<Running, StartError> {
     let routes = prepare_routes(config)?;
+    let registry = registry.unwrap_or_default();
+    let metrics = Metrics::new(&registry)?;
+    for route in &routes {
+        metrics.init_route(&route.name);
+    }
     let bind = |what, addr| async move {
         TcpListener::bind(addr)
             .await
@@ -80,13 +90,14 @@ pub async fn start(
     let admin_addr = admin_listener
         .local_addr()
         .expect("bound listener has an address");
-    let gateway = Gateway::new(config.server.clone(), routes);
+    let gateway = Gateway::new(config.server.clone(), routes, metrics);
+    let render: admin::MetricsRenderer = Arc::new(move || metrics::render(&registry));
     let stop = CancellationToken::new();
     let admin_stop = CancellationToken::new();
     tokio::spawn(admin::run(
         admin_listener,
         gateway.clone(),
-        metrics,
+        Some(render),
         admin_stop.clone(),
     ));
     let task = {

@@ -9,6 +9,7 @@ pub mod close_code;
 pub mod config;
 pub mod demo;
 pub mod handshake;
+pub mod metrics;
 pub mod mock;
 pub mod relay;
 pub mod route;

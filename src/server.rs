@@ -25,6 +25,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::ServerConfig;
 use crate::handshake;
+use crate::metrics::Metrics;
 use crate::relay::Leg;
 use crate::route::Route;
 use crate::session;
@@ -37,6 +38,8 @@ pub struct Gateway {
     pub routes: Vec<Arc<Route>>,
     /// Set when shutdown begins; `/readyz` turns 503.
     pub draining: AtomicBool,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
     /// Browser connections currently held (handshaking or relaying).
     pub open_connections: AtomicUsize,
     next_id: AtomicU64,
@@ -44,10 +47,15 @@ pub struct Gateway {
 
 impl Gateway {
     /// A gateway serving `routes`.
-    pub fn new(settings: ServerConfig, routes: Vec<Arc<Route>>) -> Arc<Self> {
+    pub fn new(
+        settings: ServerConfig,
+        routes: Vec<Arc<Route>>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             settings,
             routes,
+            metrics,
             draining: AtomicBool::new(false),
             open_connections: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
@@ -191,7 +199,7 @@ async fn serve_connection(
         io: parts.io.into_inner(),
         prefix: parts.read_buf,
     };
-    session::run(browser, &route, stop).await;
+    session::run(browser, &route, stop, &gateway.metrics).await;
 }
 
 /// Answers one HTTP request on the browser listener.

@@ -8,39 +8,49 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::close_code::{self, CloseCode};
+use crate::metrics::Metrics;
 use crate::relay::frame::OwnFrame;
 use crate::relay::{self, Leg, Pump, PumpConfig, Side};
 use crate::route::Route;
 use crate::upstream;
 
 /// Runs one upgraded browser connection to its end.
-pub async fn run<S>(browser: Leg<S>, route: &Route, shutdown: &CancellationToken)
+pub async fn run<S>(browser: Leg<S>, route: &Route, shutdown: &CancellationToken, metrics: &Metrics)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let _open = metrics.open_connection(&route.name);
     let started = Instant::now();
     let connected = tokio::select! {
         biased;
         _ = shutdown.cancelled() => {
             reject(browser, close_code::GOING_AWAY, route).await;
+            metrics.connection_finished(&route.name, "shutdown");
             return;
         }
         result = upstream::connect(&route.target) => result,
     };
+    metrics.observe_setup_step(&route.name, "upstream_connect", started.elapsed());
     let upstream = match connected {
         Ok(conn) => conn,
         Err(e) => {
             let code = e.close_code();
             warn!(route = %route.name, error = %e, close_code = code.code, "upstream connect failed");
+            metrics.upstream_failed(&route.name, e.kind());
+            metrics.observe_session_setup(&route.name, "upstream_failed", started.elapsed());
+            metrics.connection_finished(&route.name, "upstream_failed");
+            metrics.record_close(&route.name, "guestgate", Some(code.code));
             reject(browser, code, route).await;
             return;
         }
     };
+    metrics.observe_session_setup(&route.name, "relayed", started.elapsed());
     let upstream = Leg {
         io: upstream.stream,
         prefix: upstream.prefix,
     };
     let report = relay::relay(browser, upstream, &route.relay, shutdown).await;
+    record(metrics, &route.name, &report);
     info!(
         route = %route.name,
         duration_ms = started.elapsed().as_millis() as u64,
@@ -54,6 +64,24 @@ where
         messages_from_upstream = report.from_upstream.messages,
         "connection ended"
     );
+}
+
+/// Adds one finished relay to the metrics: traffic counted locally by the pumps is flushed here
+/// once, so the hot path never touches shared counters.
+fn record(metrics: &Metrics, route: &str, report: &relay::RelayReport) {
+    for (direction, stats) in [
+        ("browser_to_upstream", report.from_browser),
+        ("upstream_to_browser", report.from_upstream),
+    ] {
+        metrics.record_traffic(route, direction, stats.frames, stats.messages, stats.bytes);
+    }
+    metrics.record_close(route, report.closer.as_str(), report.code_to_browser);
+    let outcome = if report.why == "guestgate is shutting down" {
+        "shutdown"
+    } else {
+        "relayed"
+    };
+    metrics.connection_finished(route, outcome);
 }
 
 /// Closes a browser connection before any relaying: sends the close frame, reads the browser's

@@ -297,3 +297,47 @@ async fn plain_http_on_the_websocket_path_gets_426() {
     let gg = gateway(&config_for(&up.url())).await;
     assert_eq!(http_get(gg.addr, "/ws").await.0, 426);
 }
+
+#[tokio::test]
+async fn metrics_count_a_relayed_connection_and_an_upstream_failure() {
+    let up = fake(FakeBehavior::Echo).await;
+    let gg = gateway(&config_for(&up.url())).await;
+    let mut c = RawClient::connect(gg.addr, "").await;
+    c.send(true, 1, b"counted", MASK).await;
+    assert_eq!(c.frame().await.unwrap(), (1, b"counted".to_vec()));
+    c.send(true, 8, &close_payload(1000, ""), MASK).await;
+    assert_eq!(c.close_frame().await.0, 1000);
+    up.set_behavior(FakeBehavior::genesys_forbidden());
+    let mut refused = RawClient::connect(gg.addr, "").await;
+    assert_eq!(refused.close_frame().await.0, 4403);
+    refused.send(true, 8, &close_payload(4403, ""), MASK).await;
+
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = http_get(gg.admin_addr, "/metrics").await.1;
+        if text
+            .contains(r#"guestgate_connections_total{outcome="upstream_failed",route="default"} 1"#)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for line in [
+        r#"guestgate_connections_total{outcome="relayed",route="default"} 1"#,
+        r#"guestgate_connections_total{outcome="upstream_failed",route="default"} 1"#,
+        r#"guestgate_upstream_failures_total{kind="refused",route="default"} 1"#,
+        r#"guestgate_messages_total{direction="browser_to_upstream",route="default"} 1"#,
+        r#"guestgate_closes_total{code_class="normal",initiator="browser",route="default"} 1"#,
+        r#"guestgate_closes_total{code_class="gg_refused",initiator="guestgate",route="default"} 1"#,
+        r#"guestgate_connections_open{route="default"} 0"#,
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
+    // 7 payload bytes + 6 header bytes, then the close frame (2 + 4 + 2).
+    assert!(
+        text.contains(
+            r#"guestgate_bytes_total{direction="browser_to_upstream",route="default"} 21"#
+        ),
+        "{text}"
+    );
+}
