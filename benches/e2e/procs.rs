@@ -1,0 +1,181 @@
+//! Child processes the harness measures (the real `guestgate serve`, the naive relay), their
+//! resident memory, and the process limits the idle test depends on.
+//!
+//! Every child runs under `timeout --foreground`, so it ends by itself even if the harness is
+//! killed, and is stopped by pid (SIGTERM, then SIGKILL) when its handle is dropped.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running child server.
+pub struct Child {
+    /// What it is, for messages.
+    pub name: &'static str,
+    /// The server process itself (the `timeout` wrapper's child).
+    pub pid: u32,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    wrapper: std::process::Child,
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("binding: {e}"))?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// Starts `program args`, a WebSocket relay that must listen on `addr` in front of a running
+/// upstream, for at most `lifetime`; waits until a WebSocket connection through it works. Its stdin is a pipe the child may watch to exit with the harness.
+pub async fn spawn(
+    name: &'static str,
+    program: &Path,
+    args: &[String],
+    addr: SocketAddr,
+    lifetime: Duration,
+) -> Result<Child, String> {
+    let wrapper = Command::new("timeout")
+        .args(["--foreground", "-s", "TERM", "-k", "5"])
+        .arg(format!("{}s", lifetime.as_secs().max(1)))
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("starting {name} ({}): {e}", program.display()))?;
+    let wrapper_pid = wrapper.id();
+    let mut child = Child {
+        name,
+        pid: 0,
+        addr,
+        wrapper,
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.pid == 0 {
+        let path = format!("/proc/{wrapper_pid}/task/{wrapper_pid}/children");
+        let kids = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(pid) = kids.split_whitespace().next().and_then(|p| p.parse().ok()) {
+            child.pid = pid;
+        } else if Instant::now() > deadline || child.wrapper.try_wait().ok().flatten().is_some() {
+            return Err(format!("{name} did not start ({})", program.display()));
+        } else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Probe with a full WebSocket round (upgrade and close), not a bare TCP connect: a
+    // connection that never upgrades is not what is being measured, and guestgate keeps such
+    // a connection's task until shutdown.
+    loop {
+        if let Ok(ws) = crate::load::connect(addr).await {
+            crate::load::close(ws).await;
+            return Ok(child);
+        }
+        if Instant::now() > deadline || child.wrapper.try_wait().ok().flatten().is_some() {
+            return Err(format!("{name} is not listening on {addr}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Child {
+    /// The server's resident set size in KiB.
+    pub fn rss_kib(&self) -> Result<u64, String> {
+        rss_kib(self.pid)
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.pid != 0 {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.pid.to_string()])
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(8);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.wrapper.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!(
+            "{} (pid {}) did not stop on SIGTERM; killing it",
+            self.name, self.pid
+        );
+        if self.pid != 0 {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.pid.to_string()])
+                .status();
+        }
+        // `timeout` reaps the server and exits; only if it does not is it killed too.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.wrapper.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.wrapper.kill();
+        let _ = self.wrapper.wait();
+    }
+}
+
+/// VmRSS of `pid` in KiB, from `/proc/<pid>/status`.
+pub fn rss_kib(pid: u32) -> Result<u64, String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("reading /proc/{pid}/status: {e}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| format!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// The soft limit on open files of this process (children inherit it).
+pub fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line
+        .trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?;
+    if soft == "unlimited" {
+        Some(u64::MAX)
+    } else {
+        soft.parse().ok()
+    }
+}
+
+/// CPU time (user + system, all threads) `pid` has used, in seconds; `None` for "self".
+pub fn cpu_secs(pid: Option<u32>) -> f64 {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_string(),
+    };
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start at field 3 (state);
+    // utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<u64>() as f64 / clock_ticks()
+}
+
+/// Clock ticks per second for `/proc` times (`getconf CLK_TCK`, 100 on Linux in practice).
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}

@@ -1,0 +1,461 @@
+//! `guestgate-loadgen`: the end-to-end harness on loopback sockets. It puts the real guestgate
+//! binary beside a direct connection to the echo upstream and a naive message-level relay, in
+//! one run with the targets interleaved, and prints throughput, latency, connect-cycle and
+//! idle-memory figures with guestgate's ratios. How to run and read it: `benches/README.md`.
+//!
+//! Modes: `throughput`, `cycles`, `idle`, and `naive-relay` (the naive relay as a server,
+//! which the other modes start as a child process). Everything binds and connects to
+//! 127.0.0.1 only, runs for a bounded time and stops its children by pid.
+
+#[path = "../../benches/e2e/echo.rs"]
+mod echo;
+#[path = "../../benches/e2e/load.rs"]
+mod load;
+#[path = "../../benches/e2e/naive.rs"]
+mod naive;
+#[path = "../../benches/e2e/procs.rs"]
+mod procs;
+#[path = "../../benches/e2e/report.rs"]
+mod report;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use futures::StreamExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use report::{Cell, Target};
+
+#[derive(Parser)]
+#[command(
+    name = "guestgate-loadgen",
+    about = "End-to-end load harness: guestgate vs direct vs a naive relay, on loopback"
+)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Messages per second, MB/s and p99 RTT for each target and payload size.
+    Throughput(ThroughputArgs),
+    /// Connect, one echo, close, again: cycles per second through each target.
+    Cycles(CyclesArgs),
+    /// Resident memory per idle relayed connection, guestgate vs the naive relay.
+    Idle(IdleArgs),
+    /// Run the naive message-level relay as a server (started by the other modes).
+    NaiveRelay {
+        /// Listen address (loopback).
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Upstream URL, e.g. ws://127.0.0.1:9000/ (loopback).
+        #[arg(long)]
+        upstream: url::Url,
+        /// Exit when standard input closes (the harness holds it open).
+        #[arg(long)]
+        exit_on_stdin_eof: bool,
+    },
+}
+
+#[derive(Args)]
+struct Binary {
+    /// The guestgate binary to measure (default: `guestgate` next to this binary).
+    #[arg(long)]
+    guestgate: Option<PathBuf>,
+    /// Run guestgate from a generated config file with this `relay.buffer_bytes` instead of
+    /// `serve --upstream` with the defaults (for tuning experiments).
+    #[arg(long)]
+    guestgate_buffer_bytes: Option<usize>,
+}
+
+#[derive(Args)]
+struct ThroughputArgs {
+    #[command(flatten)]
+    bin: Binary,
+    /// Connections per target.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Messages in flight per connection.
+    #[arg(long, default_value_t = 4)]
+    window: usize,
+    /// Payload sizes in bytes.
+    #[arg(long, value_delimiter = ',', default_values_t = [64, 16384, 1048576])]
+    sizes: Vec<usize>,
+    /// Measured seconds per cell.
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    /// Unmeasured seconds before each cell's window.
+    #[arg(long, default_value_t = 0.5)]
+    warmup: f64,
+    /// Rounds; each round runs every size through direct, guestgate, naive in turn.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+}
+
+#[derive(Args)]
+struct CyclesArgs {
+    #[command(flatten)]
+    bin: Binary,
+    /// Concurrent connect loops per target.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Seconds per cell.
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    /// Rounds of direct, guestgate, naive.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+}
+
+#[derive(Args)]
+struct IdleArgs {
+    #[command(flatten)]
+    bin: Binary,
+    /// Idle connections to open through each relay.
+    #[arg(long, default_value_t = 5000)]
+    connections: usize,
+    /// Seconds to wait after the last connection before reading RSS.
+    #[arg(long, default_value_t = 2.0)]
+    settle: f64,
+    /// Connections opened concurrently.
+    #[arg(long, default_value_t = 64)]
+    open_concurrency: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("starting the tokio runtime");
+    let result = runtime.block_on(async move {
+        match cli.mode {
+            Mode::Throughput(a) => throughput(a).await,
+            Mode::Cycles(a) => cycles(a).await,
+            Mode::Idle(a) => idle(a).await,
+            Mode::NaiveRelay {
+                listen,
+                upstream,
+                exit_on_stdin_eof,
+            } => naive_relay(listen, upstream, exit_on_stdin_eof).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("guestgate-loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The echo upstream (in this process) and the two relays (child processes) in front of it.
+struct Targets {
+    echo: SocketAddr,
+    guestgate: procs::Child,
+    naive: procs::Child,
+}
+
+impl Targets {
+    async fn start(bin: &Binary, lifetime: Duration) -> Result<Self, String> {
+        let me = std::env::current_exe().map_err(|e| format!("locating this binary: {e}"))?;
+        let gg_bin = match &bin.guestgate {
+            Some(p) => p.clone(),
+            None => me.with_file_name("guestgate"),
+        };
+        if !gg_bin.is_file() {
+            return Err(format!(
+                "{} not found: build it with `cargo build --release --bin guestgate` or pass --guestgate",
+                gg_bin.display()
+            ));
+        }
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let echo = listener.local_addr().map_err(|e| e.to_string())?;
+        tokio::spawn(echo::serve(listener));
+        let upstream = format!("ws://{echo}/");
+        let mut config_file = String::new();
+        let gg_addr = SocketAddr::from(([127, 0, 0, 1], procs::free_port()?));
+        let gg_args = match bin.guestgate_buffer_bytes {
+            None => vec!["serve", "--upstream", &upstream],
+            Some(bytes) => {
+                let path = std::env::temp_dir()
+                    .join(format!("guestgate-loadgen-{}.toml", std::process::id()));
+                let toml = format!(
+                    "[[routes]]\npath = \"/\"\nupstream = \"{upstream}\"\n\n\
+                     [routes.relay]\nbuffer_bytes = {bytes}\n"
+                );
+                std::fs::write(&path, toml)
+                    .map_err(|e| format!("writing {}: {e}", path.display()))?;
+                config_file = path.to_string_lossy().into_owned();
+                vec!["serve", "--config", &config_file]
+            }
+        };
+        let gg_addr_text = gg_addr.to_string();
+        let rest = [
+            "--listen",
+            &gg_addr_text,
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--log",
+            "warn",
+        ];
+        let gg_args: Vec<String> = gg_args.iter().chain(&rest).map(|s| s.to_string()).collect();
+        let guestgate = procs::spawn("guestgate", &gg_bin, &gg_args, gg_addr, lifetime).await;
+        if bin.guestgate_buffer_bytes.is_some() {
+            let _ = std::fs::remove_file(&config_file);
+        }
+        let guestgate = guestgate?;
+        let nv_addr = SocketAddr::from(([127, 0, 0, 1], procs::free_port()?));
+        let nv_args = [
+            "naive-relay",
+            "--listen",
+            &nv_addr.to_string(),
+            "--upstream",
+            &upstream,
+            "--exit-on-stdin-eof",
+        ];
+        let nv_args: Vec<String> = nv_args.iter().map(|s| s.to_string()).collect();
+        let naive = procs::spawn("naive relay", &me, &nv_args, nv_addr, lifetime).await?;
+        eprintln!(
+            "echo upstream {echo} (in process); guestgate pid {} on {gg_addr}; naive relay pid {} on {nv_addr}",
+            guestgate.pid, naive.pid
+        );
+        Ok(Self {
+            echo,
+            guestgate,
+            naive,
+        })
+    }
+
+    fn pid(&self, t: Target) -> Option<u32> {
+        match t {
+            Target::Direct => None,
+            Target::Guestgate => Some(self.guestgate.pid),
+            Target::Naive => Some(self.naive.pid),
+        }
+    }
+
+    fn addr(&self, t: Target) -> SocketAddr {
+        match t {
+            Target::Direct => self.echo,
+            Target::Guestgate => self.guestgate.addr,
+            Target::Naive => self.naive.addr,
+        }
+    }
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+async fn throughput(a: ThroughputArgs) -> Result<(), String> {
+    let cell_bound = a.warmup + a.duration + 20.0;
+    let lifetime = secs(a.rounds as f64 * a.sizes.len() as f64 * 3.0 * cell_bound + 120.0);
+    let targets = Targets::start(&a.bin, lifetime).await?;
+    let mut cells: Vec<Cell> = Vec::new();
+    for round in 1..=a.rounds {
+        for &size in &a.sizes {
+            for t in Target::ALL {
+                let addr = targets.addr(t);
+                let sample = load::throughput(
+                    addr,
+                    targets.pid(t),
+                    a.connections,
+                    a.window,
+                    size,
+                    secs(a.warmup),
+                    secs(a.duration),
+                )
+                .await
+                .map_err(|e| format!("{} {}: {e}", t.name(), report::size_label(size)))?;
+                let rate = sample.msgs as f64 / sample.secs;
+                eprintln!(
+                    "round {round}/{}  {:>7}  {:<9}  {rate:>10.0} msg/s",
+                    a.rounds,
+                    report::size_label(size),
+                    t.name()
+                );
+                report::add(&mut cells, t, size, sample);
+            }
+        }
+    }
+    println!(
+        "\nthroughput: {} connections x {} in flight per target, {} s per cell, {} rounds, {} CPUs",
+        a.connections,
+        a.window,
+        a.duration,
+        a.rounds,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    report::print_throughput(&mut cells, &a.sizes);
+    Ok(())
+}
+
+async fn cycles(a: CyclesArgs) -> Result<(), String> {
+    let lifetime = secs(a.rounds as f64 * 3.0 * (a.duration + 20.0) + 120.0);
+    let targets = Targets::start(&a.bin, lifetime).await?;
+    let mut cells: Vec<Cell> = Vec::new();
+    for round in 1..=a.rounds {
+        for t in Target::ALL {
+            let sample = load::cycles(targets.addr(t), a.concurrency, secs(a.duration))
+                .await
+                .map_err(|e| format!("{}: {e}", t.name()))?;
+            let rate = sample.msgs as f64 / sample.secs;
+            eprintln!(
+                "round {round}/{}  {:<9}  {rate:>8.0} cycles/s",
+                a.rounds,
+                t.name()
+            );
+            report::add(&mut cells, t, 0, sample);
+        }
+    }
+    println!(
+        "\nconnect cycles (connect, one 64 B echo, close): {} concurrent loops per target, {} s per cell, {} rounds",
+        a.concurrency, a.duration, a.rounds
+    );
+    report::print_cycles(&mut cells);
+    Ok(())
+}
+
+async fn idle(a: IdleArgs) -> Result<(), String> {
+    // This process holds a client and an echo socket per connection; each relay holds two.
+    let need = 2 * a.connections as u64 + 256;
+    match procs::open_files_limit() {
+        Some(limit) if limit >= need => {}
+        limit => {
+            return Err(format!(
+                "the open-files limit is {limit:?}, {need} are needed for {} connections: \
+                 run `ulimit -n {need}` (or higher, up to `ulimit -Hn`) in this shell first",
+                a.connections
+            ));
+        }
+    }
+    let targets = Targets::start(&a.bin, Duration::from_secs(900)).await?;
+    let payload = load::payloads(64, 1).remove(0);
+    let mut rows = Vec::new();
+    for (t, child) in [
+        (Target::Guestgate, &targets.guestgate),
+        (Target::Naive, &targets.naive),
+    ] {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before = child.rss_kib()?;
+        let first = a.connections / 5;
+        let mut held = open_idle(child.addr, first, a.open_concurrency, &payload).await?;
+        tokio::time::sleep(secs(a.settle)).await;
+        let at_first = child.rss_kib()?;
+        held.extend(
+            open_idle(
+                child.addr,
+                a.connections - first,
+                a.open_concurrency,
+                &payload,
+            )
+            .await?,
+        );
+        tokio::time::sleep(secs(a.settle)).await;
+        let after = child.rss_kib()?;
+        eprintln!(
+            "{}: {} idle connections open; RSS {before} -> {at_first} -> {after} KiB",
+            t.name(),
+            held.len()
+        );
+        rows.push(report::IdleRow {
+            target: t,
+            connections: held.len(),
+            first,
+            before,
+            at_first,
+            after,
+        });
+        // Close them all politely (bounded), so the next relay starts from a quiet machine.
+        futures::stream::iter(held.into_iter().map(load::close))
+            .buffer_unordered(a.open_concurrency)
+            .collect::<Vec<()>>()
+            .await;
+    }
+    println!(
+        "\nidle memory: {} idle WebSocket connections through each relay (one 64 B echo each, then silent)",
+        a.connections
+    );
+    report::print_idle(&rows);
+    Ok(())
+}
+
+/// Opens `n` connections through `addr`, each checked with one echo, and keeps them open.
+async fn open_idle(
+    addr: SocketAddr,
+    n: usize,
+    concurrency: usize,
+    payload: &bytes::Bytes,
+) -> Result<Vec<load::Ws>, String> {
+    let opened: Vec<Result<load::Ws, String>> = futures::stream::iter(0..n)
+        .map(|_| async move {
+            let mut ws = load::connect(addr).await?;
+            load::echo_once(&mut ws, payload).await?;
+            Ok(ws)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    opened.into_iter().collect()
+}
+
+/// The naive relay as a server: accept, upgrade, connect the upstream, relay messages.
+async fn naive_relay(
+    listen: SocketAddr,
+    upstream: url::Url,
+    stdin_eof: bool,
+) -> Result<(), String> {
+    let up_addr = upstream
+        .socket_addrs(|| Some(80))
+        .map_err(|e| format!("upstream {upstream}: {e}"))?
+        .into_iter()
+        .next()
+        .ok_or("upstream has no address")?;
+    if !listen.ip().is_loopback() || !up_addr.ip().is_loopback() {
+        return Err("the naive relay only listens on and connects to loopback addresses".into());
+    }
+    if stdin_eof {
+        std::thread::spawn(|| {
+            use std::io::Read;
+            let mut buf = [0u8; 64];
+            while let Ok(n) = std::io::stdin().read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+            }
+            std::process::exit(0);
+        });
+    }
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("binding {listen}: {e}"))?;
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let upstream = upstream.clone();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let Ok(browser) = tokio_tungstenite::accept_async(tcp).await else {
+                return;
+            };
+            let Ok(up_tcp) = TcpStream::connect(up_addr).await else {
+                return;
+            };
+            let _ = up_tcp.set_nodelay(true);
+            let Ok((up, _)) = tokio_tungstenite::client_async(upstream.as_str(), up_tcp).await
+            else {
+                return;
+            };
+            naive::relay(browser, up).await;
+        });
+    }
+}
