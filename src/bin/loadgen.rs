@@ -17,6 +17,8 @@ mod naive;
 mod procs;
 #[path = "../../benches/e2e/report.rs"]
 mod report;
+#[path = "../../benches/e2e/targets.rs"]
+mod targets;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +30,7 @@ use futures::StreamExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use report::{Cell, Target};
+use targets::Targets;
 
 #[derive(Parser)]
 #[command(
@@ -153,103 +156,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// The echo upstream (in this process) and the two relays (child processes) in front of it.
-struct Targets {
-    echo: SocketAddr,
-    guestgate: procs::Child,
-    naive: procs::Child,
-}
-
-impl Targets {
-    async fn start(bin: &Binary, lifetime: Duration) -> Result<Self, String> {
-        let me = std::env::current_exe().map_err(|e| format!("locating this binary: {e}"))?;
-        let gg_bin = match &bin.guestgate {
-            Some(p) => p.clone(),
-            None => me.with_file_name("guestgate"),
-        };
-        if !gg_bin.is_file() {
-            return Err(format!(
-                "{} not found: build it with `cargo build --release --bin guestgate` or pass --guestgate",
-                gg_bin.display()
-            ));
-        }
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| e.to_string())?;
-        let echo = listener.local_addr().map_err(|e| e.to_string())?;
-        tokio::spawn(echo::serve(listener));
-        let upstream = format!("ws://{echo}/");
-        let mut config_file = String::new();
-        let gg_addr = SocketAddr::from(([127, 0, 0, 1], procs::free_port()?));
-        let gg_args = match bin.guestgate_buffer_bytes {
-            None => vec!["serve", "--upstream", &upstream],
-            Some(bytes) => {
-                let path = std::env::temp_dir()
-                    .join(format!("guestgate-loadgen-{}.toml", std::process::id()));
-                let toml = format!(
-                    "[[routes]]\npath = \"/\"\nupstream = \"{upstream}\"\n\n\
-                     [routes.relay]\nbuffer_bytes = {bytes}\n"
-                );
-                std::fs::write(&path, toml)
-                    .map_err(|e| format!("writing {}: {e}", path.display()))?;
-                config_file = path.to_string_lossy().into_owned();
-                vec!["serve", "--config", &config_file]
-            }
-        };
-        let gg_addr_text = gg_addr.to_string();
-        let rest = [
-            "--listen",
-            &gg_addr_text,
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--log",
-            "warn",
-        ];
-        let gg_args: Vec<String> = gg_args.iter().chain(&rest).map(|s| s.to_string()).collect();
-        let guestgate = procs::spawn("guestgate", &gg_bin, &gg_args, gg_addr, lifetime).await;
-        if bin.guestgate_buffer_bytes.is_some() {
-            let _ = std::fs::remove_file(&config_file);
-        }
-        let guestgate = guestgate?;
-        let nv_addr = SocketAddr::from(([127, 0, 0, 1], procs::free_port()?));
-        let nv_args = [
-            "naive-relay",
-            "--listen",
-            &nv_addr.to_string(),
-            "--upstream",
-            &upstream,
-            "--exit-on-stdin-eof",
-        ];
-        let nv_args: Vec<String> = nv_args.iter().map(|s| s.to_string()).collect();
-        let naive = procs::spawn("naive relay", &me, &nv_args, nv_addr, lifetime).await?;
-        eprintln!(
-            "echo upstream {echo} (in process); guestgate pid {} on {gg_addr}; naive relay pid {} on {nv_addr}",
-            guestgate.pid, naive.pid
-        );
-        Ok(Self {
-            echo,
-            guestgate,
-            naive,
-        })
-    }
-
-    fn pid(&self, t: Target) -> Option<u32> {
-        match t {
-            Target::Direct => None,
-            Target::Guestgate => Some(self.guestgate.pid),
-            Target::Naive => Some(self.naive.pid),
-        }
-    }
-
-    fn addr(&self, t: Target) -> SocketAddr {
-        match t {
-            Target::Direct => self.echo,
-            Target::Guestgate => self.guestgate.addr,
-            Target::Naive => self.naive.addr,
-        }
-    }
-}
-
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
@@ -257,7 +163,12 @@ fn secs(s: f64) -> Duration {
 async fn throughput(a: ThroughputArgs) -> Result<(), String> {
     let cell_bound = a.warmup + a.duration + 20.0;
     let lifetime = secs(a.rounds as f64 * a.sizes.len() as f64 * 3.0 * cell_bound + 120.0);
-    let targets = Targets::start(&a.bin, lifetime).await?;
+    let targets = Targets::start(
+        a.bin.guestgate.as_deref(),
+        a.bin.guestgate_buffer_bytes,
+        lifetime,
+    )
+    .await?;
     let mut cells: Vec<Cell> = Vec::new();
     for round in 1..=a.rounds {
         for &size in &a.sizes {
@@ -299,7 +210,12 @@ async fn throughput(a: ThroughputArgs) -> Result<(), String> {
 
 async fn cycles(a: CyclesArgs) -> Result<(), String> {
     let lifetime = secs(a.rounds as f64 * 3.0 * (a.duration + 20.0) + 120.0);
-    let targets = Targets::start(&a.bin, lifetime).await?;
+    let targets = Targets::start(
+        a.bin.guestgate.as_deref(),
+        a.bin.guestgate_buffer_bytes,
+        lifetime,
+    )
+    .await?;
     let mut cells: Vec<Cell> = Vec::new();
     for round in 1..=a.rounds {
         for t in Target::ALL {
@@ -329,14 +245,20 @@ async fn idle(a: IdleArgs) -> Result<(), String> {
     match procs::open_files_limit() {
         Some(limit) if limit >= need => {}
         limit => {
+            let limit = limit.map_or("unknown".to_string(), |l| l.to_string());
             return Err(format!(
-                "the open-files limit is {limit:?}, {need} are needed for {} connections: \
+                "the open-files limit is {limit}, {need} are needed for {} connections: \
                  run `ulimit -n {need}` (or higher, up to `ulimit -Hn`) in this shell first",
                 a.connections
             ));
         }
     }
-    let targets = Targets::start(&a.bin, Duration::from_secs(900)).await?;
+    let targets = Targets::start(
+        a.bin.guestgate.as_deref(),
+        a.bin.guestgate_buffer_bytes,
+        Duration::from_secs(900),
+    )
+    .await?;
     let payload = load::payloads(64, 1).remove(0);
     let mut rows = Vec::new();
     for (t, child) in [

@@ -1,0 +1,122 @@
+//! The three targets of a harness run: the echo upstream (in the harness process) and the
+//! two relays in front of it, the real guestgate binary and the naive relay, each a child
+//! process on its own loopback port.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::echo;
+use crate::procs;
+use crate::report::Target;
+
+/// The echo upstream (in this process) and the two relays (child processes) in front of it.
+pub struct Targets {
+    /// The echo upstream.
+    pub echo: SocketAddr,
+    /// The guestgate child.
+    pub guestgate: procs::Child,
+    /// The naive relay child.
+    pub naive: procs::Child,
+}
+
+impl Targets {
+    /// Starts the echo upstream and both relays (each child lives at most `lifetime`).
+    /// `guestgate` overrides the binary measured (default: next to this one); `buffer_bytes`
+    /// runs it from a generated config with that `relay.buffer_bytes`.
+    pub async fn start(
+        guestgate: Option<&Path>,
+        buffer_bytes: Option<usize>,
+        lifetime: Duration,
+    ) -> Result<Self, String> {
+        let me = std::env::current_exe().map_err(|e| format!("locating this binary: {e}"))?;
+        let gg_bin = match guestgate {
+            Some(p) => p.to_path_buf(),
+            None => me.with_file_name("guestgate"),
+        };
+        if !gg_bin.is_file() {
+            return Err(format!(
+                "{} not found: build it with `cargo build --release --bin guestgate` or pass --guestgate",
+                gg_bin.display()
+            ));
+        }
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let echo = listener.local_addr().map_err(|e| e.to_string())?;
+        tokio::spawn(echo::serve(listener));
+        let upstream = format!("ws://{echo}/");
+        let mut config_file = String::new();
+        let gg_addr = SocketAddr::from(([127, 0, 0, 1], procs::free_port()?));
+        let gg_args = match buffer_bytes {
+            None => vec!["serve", "--upstream", &upstream],
+            Some(bytes) => {
+                let path = std::env::temp_dir()
+                    .join(format!("guestgate-loadgen-{}.toml", std::process::id()));
+                let toml = format!(
+                    "[[routes]]\npath = \"/\"\nupstream = \"{upstream}\"\n\n\
+                     [routes.relay]\nbuffer_bytes = {bytes}\n"
+                );
+                std::fs::write(&path, toml)
+                    .map_err(|e| format!("writing {}: {e}", path.display()))?;
+                config_file = path.to_string_lossy().into_owned();
+                vec!["serve", "--config", &config_file]
+            }
+        };
+        let gg_addr_text = gg_addr.to_string();
+        let rest = [
+            "--listen",
+            &gg_addr_text,
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--log",
+            "warn",
+        ];
+        let gg_args: Vec<String> = gg_args.iter().chain(&rest).map(|s| s.to_string()).collect();
+        let guestgate = procs::spawn("guestgate", &gg_bin, &gg_args, gg_addr, lifetime).await;
+        if buffer_bytes.is_some() {
+            let _ = std::fs::remove_file(&config_file);
+        }
+        let guestgate = guestgate?;
+        let nv_addr = SocketAddr::from(([127, 0, 0, 1], procs::free_port()?));
+        let nv_args = [
+            "naive-relay",
+            "--listen",
+            &nv_addr.to_string(),
+            "--upstream",
+            &upstream,
+            "--exit-on-stdin-eof",
+        ];
+        let nv_args: Vec<String> = nv_args.iter().map(|s| s.to_string()).collect();
+        let naive = procs::spawn("naive relay", &me, &nv_args, nv_addr, lifetime).await?;
+        eprintln!(
+            "echo upstream {echo} (in process); guestgate pid {} on {gg_addr}; naive relay pid {} on {nv_addr}",
+            guestgate.pid, naive.pid
+        );
+        Ok(Self {
+            echo,
+            guestgate,
+            naive,
+        })
+    }
+
+    /// The relay process behind `t` (none for a direct connection).
+    pub fn pid(&self, t: Target) -> Option<u32> {
+        match t {
+            Target::Direct => None,
+            Target::Guestgate => Some(self.guestgate.pid),
+            Target::Naive => Some(self.naive.pid),
+        }
+    }
+
+    /// Where to connect for `t`.
+    pub fn addr(&self, t: Target) -> SocketAddr {
+        match t {
+            Target::Direct => self.echo,
+            Target::Guestgate => self.guestgate.addr,
+            Target::Naive => self.naive.addr,
+        }
+    }
+}
