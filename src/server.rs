@@ -185,6 +185,8 @@ async fn serve_connection(
         },
         _ = stop.cancelled() => return,
     }
+    // No upgrade was handed over if the sender is still here: let `rx` see that.
+    drop(tx);
     let Ok((on_upgrade, route)) = rx.await else {
         return;
     };

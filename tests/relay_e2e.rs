@@ -341,3 +341,31 @@ async fn metrics_count_a_relayed_connection_and_an_upstream_failure() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn connections_that_never_upgrade_release_their_slot() {
+    let up = fake(FakeBehavior::Echo).await;
+    let gg = gateway(&config_for(&up.url())).await;
+    drop(tokio::net::TcpStream::connect(gg.addr).await.unwrap());
+    assert_eq!(http_get(gg.addr, "/ws").await.0, 426);
+    for _ in 0..100 {
+        if gg
+            .gateway
+            .open_connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        gg.gateway
+            .open_connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    gg.shutdown();
+    let report = tokio::time::timeout(STEP, gg.wait()).await.unwrap();
+    assert_eq!(report.aborted, 0);
+}
