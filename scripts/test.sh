@@ -20,6 +20,13 @@ cargo clippy --all-targets --quiet -- -D warnings
 step "cargo test (unit, integration, property tests; loopback only)"
 cargo test --all-targets --quiet
 
+# Checks with real outside components (Prometheus, Chromium, Autobahn, ...): one script each.
+for extra in scripts/ci/*.sh; do
+  [ -e "$extra" ] || continue
+  step "$extra"
+  bash "$extra"
+done
+
 step "benches compile (run them with the commands in benches/README.md)"
 cargo bench --no-run --quiet
 
