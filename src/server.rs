@@ -199,8 +199,11 @@ async fn serve_connection(
     };
     let browser = Leg {
         io: parts.io.into_inner(),
-        prefix: parts.read_buf,
+        // A right-sized copy: keeping hyper's read buffer would pin 8 KiB per connection.
+        prefix: Bytes::copy_from_slice(&parts.read_buf),
     };
+    // Release hyper's read buffer now, not when this task ends.
+    drop(parts.read_buf);
     session::run(browser, &route, stop, &gateway.metrics).await;
 }
 

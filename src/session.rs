@@ -24,11 +24,13 @@ where
     let connected = tokio::select! {
         biased;
         _ = shutdown.cancelled() => {
-            reject(browser, close_code::GOING_AWAY, route).await;
+            Box::pin(reject(browser, close_code::GOING_AWAY, route)).await;
             metrics.connection_finished(&route.name, "shutdown");
             return;
         }
-        result = upstream::connect(&route.target) => result,
+        // Boxed: the connect state is large and short-lived; the task should not keep room
+        // for it while it relays.
+        result = Box::pin(upstream::connect(&route.target)) => result,
     };
     metrics.observe_setup_step(&route.name, "upstream_connect", started.elapsed());
     let upstream = match connected {
@@ -40,7 +42,7 @@ where
             metrics.observe_session_setup(&route.name, "upstream_failed", started.elapsed());
             metrics.connection_finished(&route.name, "upstream_failed");
             metrics.record_close(&route.name, "guestgate", Some(code.code));
-            reject(browser, code, route).await;
+            Box::pin(reject(browser, code, route)).await;
             return;
         }
     };

@@ -2,22 +2,73 @@
 //! client, after which the raw stream and any bytes read past the 101 response are handed to
 //! the relay.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_tungstenite::MaybeTlsStream;
 use url::Url;
 
 use crate::close_code::{self, CloseCode};
 
-/// The upstream's transport once the upgrade is done.
-pub type UpstreamStream = MaybeTlsStream<TcpStream>;
+/// The upstream's transport: plain TCP, or TLS over TCP. The TLS state is boxed so a relayed
+/// connection's future stays small (rustls' connection state is over a kilobyte).
+pub enum UpstreamStream {
+    /// `ws://`.
+    Plain(TcpStream),
+    /// `wss://`.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            UpstreamStream::Plain($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+            UpstreamStream::Tls(tls) => {
+                let $s = Pin::new(tls.as_mut());
+                $e
+            }
+        }
+    };
+}
+
+impl AsyncRead for UpstreamStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        delegate!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for UpstreamStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        delegate!(self, s => s.poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        delegate!(self, s => s.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        delegate!(self, s => s.poll_shutdown(cx))
+    }
+}
 
 /// An upgraded upstream connection.
 pub struct UpstreamConn {
@@ -167,9 +218,9 @@ async fn connect_inner(target: &UpstreamTarget, host: &str) -> Result<UpstreamCo
                 host: host.to_owned(),
                 source,
             })?;
-        MaybeTlsStream::Rustls(tls)
+        UpstreamStream::Tls(Box::new(tls))
     } else {
-        MaybeTlsStream::Plain(tcp)
+        UpstreamStream::Plain(tcp)
     };
     upgrade(stream, target, host).await
 }
@@ -242,7 +293,8 @@ async fn upgrade(
         .map_err(|_| bad("upgraded stream has an unexpected type"))?;
     Ok(UpstreamConn {
         stream: parts.io.into_inner(),
-        prefix: parts.read_buf,
+        // A right-sized copy: keeping hyper's read buffer would pin 8 KiB per connection.
+        prefix: Bytes::copy_from_slice(&parts.read_buf),
         protocol,
     })
 }

@@ -157,8 +157,8 @@ where
         end = down.run(shutdown) => (Side::Upstream, end),
     };
     let (mut report, plan) = match source {
-        Side::Browser => finish(end, Side::Browser, &mut up, &mut down, cfg).await,
-        Side::Upstream => finish(end, Side::Upstream, &mut down, &mut up, cfg).await,
+        Side::Browser => Box::pin(finish(end, Side::Browser, &mut up, &mut down, cfg)).await,
+        Side::Upstream => Box::pin(finish(end, Side::Upstream, &mut down, &mut up, cfg)).await,
     };
     report.from_browser = up.stats();
     report.from_upstream = down.stats();
