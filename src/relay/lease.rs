@@ -13,8 +13,8 @@ use std::task::Poll;
 
 use tokio::io::{AsyncRead, ReadBuf};
 
-/// Buffers kept per thread for reuse; beyond this they are freed.
-const POOL_DEPTH: usize = 64;
+/// Bytes of spare buffers kept per thread for reuse; beyond this they are freed.
+const POOL_BYTES: usize = 4 << 20;
 
 thread_local! {
     static POOL: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
@@ -37,7 +37,7 @@ fn take(size: usize) -> Box<[u8]> {
 fn give_back(buf: Box<[u8]>) {
     POOL.with(|p| {
         let mut pool = p.borrow_mut();
-        if pool.len() < POOL_DEPTH {
+        if (pool.len() + 1) * buf.len() <= POOL_BYTES {
             pool.push(buf);
         }
     });
