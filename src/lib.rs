@@ -8,6 +8,7 @@ pub mod auth;
 pub mod close_code;
 pub mod config;
 pub mod demo;
+pub mod edge;
 pub mod handshake;
 pub mod metrics;
 pub mod mock;

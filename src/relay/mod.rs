@@ -8,6 +8,7 @@
 pub mod frame;
 mod lease;
 pub mod pump;
+pub mod rewrite;
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::close_code::{self, CloseCode};
 pub use frame::{Limits, Side, Violation};
 pub use pump::{Pump, PumpConfig, PumpEnd, PumpStats};
+pub use rewrite::MessageTransform;
 
 /// Relay settings shared by every connection of a route.
 #[derive(Debug, Clone, Copy)]
@@ -130,6 +132,21 @@ where
     B: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
+    relay_with(browser, upstream, cfg, None, shutdown).await
+}
+
+/// [`relay`], with browser messages rewritten by `transform` (the slow path) when given.
+pub async fn relay_with<B, U>(
+    browser: Leg<B>,
+    upstream: Leg<U>,
+    cfg: &RelayConfig,
+    transform: Option<Box<dyn MessageTransform>>,
+    shutdown: &CancellationToken,
+) -> RelayReport
+where
+    B: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
     let (browser_rd, browser_wr) = tokio::io::split(browser.io);
     let (upstream_rd, upstream_wr) = tokio::io::split(upstream.io);
     let browser_rd = std::io::Cursor::new(browser.prefix).chain(browser_rd);
@@ -147,6 +164,9 @@ where
         upstream_wr,
         pump_cfg(Side::Browser, cfg.browser_limits, cfg.upstream_ping),
     );
+    if let Some(transform) = transform {
+        up = up.with_transform(transform);
+    }
     let mut down = Pump::new(
         upstream_rd,
         browser_wr,
@@ -251,6 +271,14 @@ where
             "write to the other leg failed or stalled",
             Some(lost(dest)),
             None,
+        ),
+        PumpEnd::Refused(reason) => (
+            reason,
+            Some(CloseCode {
+                code: close_code::POLICY_VIOLATION.code,
+                reason,
+            }),
+            Some(close_code::BROWSER_MISBEHAVED),
         ),
         PumpEnd::Cancelled => (
             "guestgate is shutting down",

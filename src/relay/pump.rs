@@ -18,6 +18,7 @@ use super::frame::{
     self, Header, Kind, Limits, MessageState, OwnFrame, PING_PAYLOAD, Side, Violation,
 };
 use super::lease::Lease;
+use super::rewrite::{MessageTransform, Reassembly};
 
 /// Settings for one direction.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +54,8 @@ pub enum PumpEnd {
     DestinationStalled,
     /// The relay was asked to stop.
     Cancelled,
+    /// The message transform refused a source message (reason is secret-free).
+    Refused(&'static str),
 }
 
 /// Counters kept per pump and flushed to shared metrics once, so the hot path never touches a
@@ -93,6 +96,8 @@ pub struct Pump<R, W> {
     end: Option<PumpEnd>,
     /// Drain mode: read and discard until a close frame or EOF.
     discard: bool,
+    /// Slow path: data messages are reassembled and rewritten instead of forwarded.
+    rewrite: Option<Box<Reassembly>>,
     last_read: Instant,
     stats: PumpStats,
 }
@@ -120,9 +125,16 @@ where
             own: None,
             end: None,
             discard: false,
+            rewrite: None,
             last_read: Instant::now(),
             stats: PumpStats::default(),
         }
+    }
+
+    /// Puts this direction on the slow path: every data message goes through `transform`.
+    pub fn with_transform(mut self, transform: Box<dyn MessageTransform>) -> Self {
+        self.rewrite = Some(Box::new(Reassembly::new(transform)));
+        self
     }
 
     /// What the pump has counted so far.
@@ -133,7 +145,12 @@ where
     /// True when everything scanned is written and the destination is between frames, so a
     /// frame of guestgate's own can be written without corrupting the stream.
     pub fn at_frame_boundary(&self) -> bool {
-        self.out_start == self.out_end && self.remaining == 0 && self.own.is_none()
+        let rewriting = self
+            .rewrite
+            .as_ref()
+            .is_some_and(|r| !r.pending().is_empty());
+        let mid_frame = self.remaining > 0 && (self.rewrite.is_none() || self.discard);
+        self.out_start == self.out_end && !mid_frame && !rewriting && self.own.is_none()
     }
 
     /// Forwards frames until the source closes, fails, idles out, breaks the protocol, or
@@ -181,7 +198,7 @@ where
                     }
                     Err(e) => return PumpEnd::SourceLost(Some(e.kind())),
                 },
-                _ = tick(&mut ping), if self.remaining == 0 => {
+                _ = tick(&mut ping), if self.at_frame_boundary() => {
                     self.own = Some((OwnFrame::ping(self.cfg.source.other()), 0));
                 }
                 _ = &mut idle => {
@@ -235,6 +252,17 @@ where
             self.own = None;
             wrote = true;
         }
+        while self
+            .rewrite
+            .as_ref()
+            .is_some_and(|r| !r.pending().is_empty())
+        {
+            let n = self.write_some(WriteFrom::Rewritten).await?;
+            if let Some(r) = self.rewrite.as_mut() {
+                r.consume(n);
+            }
+            wrote = true;
+        }
         while self.out_start < self.out_end {
             self.out_start += self.write_some(WriteFrom::Lease).await?;
             wrote = true;
@@ -254,6 +282,7 @@ where
         let bytes = match &from {
             WriteFrom::Own(frame, at) => &frame.as_bytes()[*at..],
             WriteFrom::Lease => &self.lease.bytes()[self.out_start..self.out_end],
+            WriteFrom::Rewritten => self.rewrite.as_ref().map_or(&[][..], |r| r.pending()),
         };
         match tokio::time::timeout(self.cfg.write_stall, self.dst.write(bytes)).await {
             Ok(Ok(0)) => Err(PumpEnd::DestinationFailed(io::ErrorKind::WriteZero)),
@@ -269,11 +298,21 @@ where
     fn scan_some(&mut self) {
         while self.scan < self.filled {
             if self.remaining > 0 {
-                let n = self.remaining.min((self.filled - self.scan) as u64);
-                self.remaining -= n;
-                self.advance(n as usize, true);
+                let n = self.remaining.min((self.filled - self.scan) as u64) as usize;
+                let slow = self.rewrite.is_some() && !self.discard;
+                if slow && self.out_start < self.out_end {
+                    return; // write the control frames before it first
+                }
+                if let Some(r) = self.rewrite.as_mut().filter(|_| slow) {
+                    r.absorb(&self.lease.bytes()[self.scan..self.scan + n]);
+                }
+                self.remaining -= n as u64;
+                self.advance(n, !slow);
                 if self.remaining == 0 && self.completes_message {
                     self.stats.messages += 1;
+                    if slow && !self.finish_rewrite() {
+                        return;
+                    }
                 }
                 continue;
             }
@@ -286,18 +325,28 @@ where
                 }
                 Err(v) => return self.stop(PumpEnd::Violation(v)),
             };
+            let slow = self.rewrite.is_some() && !self.discard;
+            if slow && header.kind == Kind::Data && self.out_start < self.out_end {
+                return; // write the control frames before it first (before admitting it)
+            }
             let completes = match self.state.admit(&header) {
                 Ok(completes) => completes,
                 Err(v) => return self.stop(PumpEnd::Violation(v)),
             };
             if header.kind == Kind::Data {
+                if let Some(r) = self.rewrite.as_mut().filter(|_| slow) {
+                    r.begin_frame(&header);
+                }
                 self.stats.frames += 1;
                 self.remaining = header.payload_len;
                 self.completes_message = completes;
+                self.advance(header.header_len, !slow);
                 if header.payload_len == 0 && completes {
                     self.stats.messages += 1;
+                    if slow && !self.finish_rewrite() {
+                        return;
+                    }
                 }
-                self.advance(header.header_len, true);
                 continue;
             }
             let len = header.frame_len() as usize;
@@ -339,6 +388,21 @@ where
         }
     }
 
+    /// Rewrites the completed message; returns false when scanning must pause (to write the
+    /// rewritten frame, or because the transform refused the message).
+    fn finish_rewrite(&mut self) -> bool {
+        let Some(r) = self.rewrite.as_mut() else {
+            return true;
+        };
+        match r.finish_message() {
+            Ok(()) => false,
+            Err(reason) => {
+                self.stop(PumpEnd::Refused(reason));
+                false
+            }
+        }
+    }
+
     /// Moves the scan position by `n`, forwarding those bytes or dropping them.
     fn advance(&mut self, n: usize, forward: bool) {
         self.scan += n;
@@ -365,6 +429,8 @@ enum WriteFrom {
     Own(OwnFrame, usize),
     /// The pending range of the leased buffer.
     Lease,
+    /// The slow path's rewritten frame.
+    Rewritten,
 }
 
 /// Waits for the next ping tick, or forever when pings are off.

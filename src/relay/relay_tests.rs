@@ -408,3 +408,87 @@ async fn slow_browser_stops_upstream_reads_then_stalls_out() {
         r.from_upstream.bytes
     );
 }
+
+struct Upper;
+
+impl MessageTransform for Upper {
+    fn transform(&mut self, opcode: u8, message: &[u8]) -> Result<Vec<u8>, &'static str> {
+        if opcode != 1 {
+            return Err("only text messages are allowed");
+        }
+        Ok(message.to_ascii_uppercase())
+    }
+}
+
+fn start_with_transform(cfg: RelayConfig) -> Harness {
+    let (browser, browser_far) = tokio::io::duplex(1 << 16);
+    let (upstream, upstream_far) = tokio::io::duplex(1 << 16);
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let relay = tokio::spawn(async move {
+        let t: Box<dyn MessageTransform> = Box::new(Upper);
+        relay_with(
+            Leg::new(browser_far),
+            Leg::new(upstream_far),
+            &cfg,
+            Some(t),
+            &token,
+        )
+        .await
+    });
+    Harness {
+        browser,
+        upstream,
+        relay,
+        shutdown,
+    }
+}
+
+#[tokio::test]
+async fn slow_path_reassembles_rewrites_and_remasks() {
+    let mut h = start_with_transform(cfg());
+    let mut sent = frame(false, 1, b"hel", MASK);
+    sent.extend(frame(true, 9, b"ping", MASK));
+    sent.extend(frame(true, 0, b"lo", MASK));
+    // Arrive in awkward pieces.
+    for piece in sent.chunks(3) {
+        h.browser.write_all(piece).await.unwrap();
+    }
+    // The ping is relayed verbatim; the message comes whole, rewritten, with its own mask.
+    assert_eq!(
+        read_exact(&mut h.upstream, 10).await,
+        frame(true, 9, b"ping", MASK)
+    );
+    let head = read_exact(&mut h.upstream, 2).await;
+    assert_eq!(head, [0x81, 0x80 | 5]);
+    let mask: [u8; 4] = read_exact(&mut h.upstream, 4).await.try_into().unwrap();
+    let mut payload = read_exact(&mut h.upstream, 5).await;
+    frame::apply_mask(&mut payload, mask);
+    assert_eq!(payload, b"HELLO");
+    // Upstream to browser stays verbatim.
+    let back = frame(true, 1, b"lower", None);
+    h.upstream.write_all(&back).await.unwrap();
+    assert_eq!(read_exact(&mut h.browser, back.len()).await, back);
+}
+
+#[tokio::test]
+async fn slow_path_refusal_closes_the_browser_with_1008() {
+    let mut h = start_with_transform(cfg());
+    h.browser
+        .write_all(&frame(true, 1, b"ok", MASK))
+        .await
+        .unwrap();
+    read_frame(&mut h.upstream).await;
+    h.browser
+        .write_all(&frame(true, 2, b"bin", MASK))
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_close(&mut h.browser, 1008).await,
+        "only text messages are allowed"
+    );
+    assert_eq!(
+        expect_close(&mut h.upstream, 1001).await,
+        "browser connection failed"
+    );
+}
