@@ -71,6 +71,16 @@ fn answer(
     metrics: Option<&MetricsRenderer>,
 ) -> Response<Full<Bytes>> {
     const JSON: &str = "application/json";
+    if req.method() == http::Method::POST {
+        let action = gateway
+            .extras
+            .admin_actions
+            .iter()
+            .find(|(p, _)| *p == req.uri().path());
+        if let Some((_, action)) = action {
+            return respond(StatusCode::OK, "text/plain", action() + "\n");
+        }
+    }
     match req.uri().path() {
         "/healthz" => respond(StatusCode::OK, JSON, r#"{"status":"ok"}"#.into()),
         "/readyz" => {

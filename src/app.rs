@@ -13,7 +13,7 @@ use crate::admin;
 use crate::config::Config;
 use crate::metrics::{self, Metrics};
 use crate::route::{Route, RouteError};
-use crate::server::{self, DrainReport, Gateway};
+use crate::server::{self, DrainReport, Extras, Gateway};
 
 /// Why guestgate could not start.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +71,15 @@ pub async fn start(
     config: &Config,
     registry: Option<prometheus::Registry>,
 ) -> Result<Running, StartError> {
+    start_with(config, registry, Extras::default()).await
+}
+
+/// [`start`] with the demo's additions.
+pub async fn start_with(
+    config: &Config,
+    registry: Option<prometheus::Registry>,
+    extras: Extras,
+) -> Result<Running, StartError> {
     let routes = prepare_routes(config)?;
     let registry = registry.unwrap_or_default();
     let metrics = Metrics::new(&registry)?;
@@ -90,7 +99,7 @@ pub async fn start(
     let admin_addr = admin_listener
         .local_addr()
         .expect("bound listener has an address");
-    let gateway = Gateway::new(config.server.clone(), routes, metrics);
+    let gateway = Gateway::new(config.server.clone(), routes, metrics, extras);
     let render: admin::MetricsRenderer = Arc::new(move || metrics::render(&registry));
     let stop = CancellationToken::new();
     let admin_stop = CancellationToken::new();

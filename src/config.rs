@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::auth::genesys::GenesysConfig;
+use crate::edge::EdgeConfig;
 use crate::relay::{Limits, RelayConfig};
 
 /// The whole configuration file.
@@ -63,8 +65,16 @@ pub struct RouteConfig {
     /// The request path browsers open, e.g. `/ws`.
     #[serde(default = "default_path")]
     pub path: String,
-    /// The upstream WebSocket URL (`ws://` or `wss://`). The browser never chooses it.
-    pub upstream: Url,
+    /// The upstream WebSocket URL (`ws://` or `wss://`) for a plain relay route. The browser
+    /// never chooses it. Routes with a preset leave it out.
+    #[serde(default)]
+    pub upstream: Option<Url>,
+    /// The `genesys-web-messaging` preset: guestgate runs the guest session upstream.
+    #[serde(default)]
+    pub genesys: Option<GenesysConfig>,
+    /// Browser-side policy checked before the upgrade (origins, caps, rates, tickets).
+    #[serde(default)]
+    pub edge: EdgeConfig,
     /// The `Origin` header sent upstream, if any.
     #[serde(default)]
     pub upstream_origin: Option<String>,
@@ -225,7 +235,19 @@ impl Config {
         Ok(config)
     }
 
-    /// A one-route config relaying `/` and `/ws` style paths to `upstream`.
+    /// A one-route config relaying every path to `upstream`, accepting browsers from
+    /// `allowed_origins` (any origin when empty).
+    pub fn one_liner_with_origins(
+        listen: SocketAddr,
+        upstream: Url,
+        allowed_origins: Vec<String>,
+    ) -> Self {
+        let mut config = Self::one_liner(listen, upstream);
+        config.routes[0].edge = EdgeConfig::one_liner(allowed_origins);
+        config
+    }
+
+    /// A one-route config relaying every path to `upstream` from any origin.
     pub fn one_liner(listen: SocketAddr, upstream: Url) -> Self {
         Self {
             server: ServerConfig {
@@ -235,7 +257,9 @@ impl Config {
             routes: vec![RouteConfig {
                 name: default_route_name(),
                 path: "/".into(),
-                upstream,
+                upstream: Some(upstream),
+                genesys: None,
+                edge: EdgeConfig::one_liner(Vec::new()),
                 upstream_origin: None,
                 extra_ca: None,
                 connect_timeout: default_connect_timeout(),
@@ -270,18 +294,47 @@ impl Config {
                     format!("{} is used twice", route.path),
                 ));
             }
-            if !matches!(route.upstream.scheme(), "ws" | "wss") {
-                return Err(invalid(key("upstream"), "must be a ws:// or wss:// URL"));
-            }
-            if route.upstream.host_str().is_none() {
-                return Err(invalid(key("upstream"), "has no host"));
+            match (&route.upstream, &route.genesys) {
+                (Some(url), None) => {
+                    if !matches!(url.scheme(), "ws" | "wss") {
+                        return Err(invalid(key("upstream"), "must be a ws:// or wss:// URL"));
+                    }
+                    if url.host_str().is_none() {
+                        return Err(invalid(key("upstream"), "has no host"));
+                    }
+                }
+                (None, Some(genesys)) => genesys
+                    .validate(&key("genesys"))
+                    .map_err(|(k, problem)| invalid(k, problem))?,
+                (None, None) => {
+                    return Err(invalid(key("upstream"), "give an upstream URL or a preset"));
+                }
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        key("upstream"),
+                        "leave it out: the genesys preset sets the upstream",
+                    ));
+                }
             }
             if route.connect_timeout.is_zero() {
                 return Err(invalid(key("connect_timeout"), "must be more than 0s"));
             }
             route.relay.validate(&key("relay"))?;
+            route
+                .edge
+                .validate(&key("edge"))
+                .map_err(|(k, problem)| invalid(k, problem))?;
         }
         Ok(())
+    }
+
+    /// Start-up warnings (e.g. a route accepting any Origin), with their keys.
+    pub fn warnings(&self) -> Vec<String> {
+        self.routes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| r.edge.warnings(&format!("routes[{i}].edge")))
+            .collect()
     }
 }
 

@@ -3,6 +3,7 @@ use super::*;
 const MINIMAL: &str = r#"
 [[routes]]
 upstream = "ws://127.0.0.1:9000/"
+edge.allow_any_origin = true
 "#;
 
 #[test]
@@ -27,6 +28,38 @@ fn bad_duration_is_named() {
 }
 
 #[test]
+fn routes_must_list_origins_or_opt_out() {
+    let err = Config::parse("[[routes]]\nupstream = \"ws://x/\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("routes[0].edge"), "{err}");
+    let ok = "[[routes]]\nupstream = \"ws://x/\"\nedge.allowed_origins = [\"https://www.example.com\"]\n";
+    Config::parse(ok).unwrap();
+}
+
+#[test]
+fn genesys_preset_replaces_the_upstream_url() {
+    let text = r#"
+[[routes]]
+name = "chat"
+edge.allowed_origins = ["https://www.example.com"]
+[routes.genesys]
+domain = "mypurecloud.de"
+deployment_id = "abc-123"
+origin = "https://www.example.com"
+"#;
+    let c = Config::parse(text).unwrap();
+    assert!(c.routes[0].upstream.is_none());
+    let both = format!("{text}\n");
+    let both = both.replace("name = \"chat\"", "name = \"chat\"\nupstream = \"ws://x/\"");
+    let err = Config::parse(&both).unwrap_err().to_string();
+    assert!(err.contains("routes[0].upstream"), "{err}");
+    let bad = text.replace("mypurecloud.de", "example.org");
+    let err = Config::parse(&bad).unwrap_err().to_string();
+    assert!(err.contains("routes[0].genesys.domain"), "{err}");
+}
+
+#[test]
 fn semantic_errors_name_the_key() {
     let cases = [
         (
@@ -38,7 +71,7 @@ fn semantic_errors_name_the_key() {
             "routes[0].path",
         ),
         (
-            "[[routes]]\nupstream = \"ws://x/\"\n[[routes]]\nupstream = \"ws://y/\"\n",
+            "[[routes]]\nupstream = \"ws://x/\"\nedge.allow_any_origin = true\n[[routes]]\nupstream = \"ws://y/\"\n",
             "routes[1].path",
         ),
         (

@@ -1,15 +1,46 @@
-//! `guestgate demo`: guestgate and a fake upstream in one process on loopback, so a new user
-//! sees the whole path work with one command and no accounts.
+//! `guestgate demo`: guestgate and a fake Genesys Web Messaging service in one process on
+//! loopback, with a chat page, so a new user sees the whole path work with one command and no
+//! accounts. The route uses the real `genesys-web-messaging` preset; only its base URL points
+//! at the fake.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
 use crate::app;
-use crate::config::Config;
-use crate::mock::{FakeBehavior, FakeUpstream};
+use crate::auth::genesys::GenesysConfig;
+use crate::config::{Config, RouteConfig};
+use crate::mock::genesys::{DEFAULT_DEPLOYMENT_ID, FakeGenesys, FakeGenesysConfig};
+use crate::server::Extras;
+
+/// The Origin the demo deployment allows, as a real deployment's allowed domains would.
+const DEMO_ORIGIN: &str = "https://chat.guestgate.example";
+
+/// The demo's configuration: one `/ws` route with the Genesys preset aimed at `fake_url`.
+pub fn demo_config(listen: SocketAddr, admin_listen: SocketAddr, fake_url: &str) -> Config {
+    let mut config = Config::one_liner(listen, fake_url.parse().expect("fake URL is valid"));
+    config.server.admin_listen = admin_listen;
+    let route: &mut RouteConfig = &mut config.routes[0];
+    route.name = "demo".into();
+    route.path = "/ws".into();
+    route.upstream = None;
+    route.genesys = Some(GenesysConfig {
+        domain: None,
+        base_url: Some(fake_url.parse().expect("fake URL is valid")),
+        deployment_id: DEFAULT_DEPLOYMENT_ID.into(),
+        origin: DEMO_ORIGIN.into(),
+        application: None,
+        allowed_actions: crate::auth::genesys::DEFAULT_ACTIONS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ready_timeout: std::time::Duration::from_secs(10),
+    });
+    config
+}
 
 /// Runs the demo until `stop` resolves.
 pub async fn run(
@@ -24,11 +55,23 @@ pub async fn run(
             return ExitCode::from(1);
         }
     };
-    let fake = FakeUpstream::start(fake_listener, FakeBehavior::Echo);
-    let upstream = fake.url().parse().expect("fake upstream URL is valid");
-    let mut config = Config::one_liner(listen, upstream);
-    config.server.admin_listen = admin_listen;
-    let running = match app::start(&config, None).await {
+    let fake = FakeGenesys::start(
+        fake_listener,
+        FakeGenesysConfig {
+            allowed_origins: vec![DEMO_ORIGIN.into()],
+            ..FakeGenesysConfig::default()
+        },
+    );
+    let config = demo_config(listen, admin_listen, &fake.url());
+    let dropper = fake.clone();
+    let extras = Extras {
+        assets: Some(crate::demo_page::asset),
+        admin_actions: vec![(
+            "/demo/drop-upstream",
+            Arc::new(move || format!("dropped {} upstream sockets", dropper.drop_connections())),
+        )],
+    };
+    let running = match app::start_with(&config, None, extras).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("guestgate demo: {e}");
@@ -36,15 +79,17 @@ pub async fn run(
         }
     };
     println!("guestgate demo is running (Ctrl-C to stop)");
-    println!("  websocket:  ws://{}/ws", running.addr);
+    println!("  chat page:   http://{}/", running.addr);
+    println!("  websocket:   ws://{}/ws", running.addr);
+    println!("  metrics:     http://{}/metrics", running.admin_addr);
+    println!("  health:      http://{}/readyz", running.admin_addr);
     println!(
-        "  upstream:   {} (in-process fake, echoes every message)",
-        fake.url()
+        "  kill switch: http://{}/demo/drop-upstream",
+        running.admin_addr
     );
-    println!("  health:     http://{}/healthz", running.admin_addr);
     println!(
-        "  try it:     websocat ws://{}/ws   or any WebSocket client",
-        running.addr
+        "  upstream:    {} (in-process fake Genesys Web Messaging)",
+        fake.url()
     );
     stop.await;
     running.shutdown();

@@ -52,6 +52,10 @@ enum Command {
         /// Admin listener for /healthz, /readyz, /metrics (overrides the config).
         #[arg(long)]
         admin_listen: Option<SocketAddr>,
+        /// With --upstream: an Origin browsers may connect from (repeatable). Without it every
+        /// Origin is accepted, with a warning.
+        #[arg(long = "allow-origin", requires = "upstream")]
+        allow_origins: Vec<String>,
     },
     /// Validate a config file and print the effective configuration.
     Check {
@@ -109,15 +113,18 @@ fn main() -> ExitCode {
                 upstream,
                 listen,
                 admin_listen,
+                allow_origins,
             } => {
                 let mut config = match (config, upstream) {
                     (Some(path), _) => match Config::load(&path) {
                         Ok(c) => c,
                         Err(e) => return config_error(e),
                     },
-                    (None, Some(url)) => {
-                        Config::one_liner(listen.unwrap_or(([127, 0, 0, 1], 8080).into()), url)
-                    }
+                    (None, Some(url)) => Config::one_liner_with_origins(
+                        listen.unwrap_or(([127, 0, 0, 1], 8080).into()),
+                        url,
+                        allow_origins,
+                    ),
                     (None, None) => unreachable!("clap requires one of them"),
                 };
                 if let Some(addr) = listen {
@@ -157,6 +164,9 @@ fn config_error(e: impl std::fmt::Display) -> ExitCode {
 }
 
 async fn serve(config: Config) -> ExitCode {
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let running = match app::start(&config, None).await {
         Ok(r) => r,
         Err(app::StartError::Route(e)) => return config_error(e),

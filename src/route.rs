@@ -1,23 +1,30 @@
-//! A route ready to serve: the config resolved into what a connection needs (upstream target
-//! with TLS set up, relay settings), built once at start-up so bad settings fail before binding.
+//! A route ready to serve: the config resolved into what a connection needs (edge policy,
+//! upstream target with TLS set up, the preset's session flow, relay settings), built once at
+//! start-up so bad settings fail before any port is bound.
 
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue, header};
 
+use crate::auth::genesys::GenesysConfig;
 use crate::config::RouteConfig;
+use crate::edge::EdgePolicy;
 use crate::relay::RelayConfig;
 use crate::tls;
 use crate::upstream::UpstreamTarget;
 
 /// Everything a connection on this route needs.
 pub struct Route {
-    /// Name for logs.
+    /// Name for logs and metrics.
     pub name: String,
     /// Path browsers open.
     pub path: String,
+    /// Browser-side policy checked before the upgrade.
+    pub edge: EdgePolicy,
     /// Where and how to connect upstream.
     pub target: UpstreamTarget,
+    /// The Genesys guest session flow, when the route uses the preset.
+    pub genesys: Option<GenesysConfig>,
     /// Relay limits and timers.
     pub relay: RelayConfig,
 }
@@ -28,7 +35,7 @@ pub struct Route {
 pub struct RouteError {
     /// The route's name.
     pub route: String,
-    /// What failed.
+    /// What failed, naming the key where there is one.
     pub problem: String,
 }
 
@@ -41,21 +48,50 @@ impl Route {
         };
         let tls = tls::client_config(cfg.extra_ca.as_deref()).map_err(|e| fail(e.to_string()))?;
         let mut headers = HeaderMap::new();
-        if let Some(origin) = &cfg.upstream_origin {
-            let value = HeaderValue::from_str(origin)
+        let origin = match &cfg.genesys {
+            Some(g) => Some(g.origin_header()),
+            None => cfg.upstream_origin.clone(),
+        };
+        if let Some(origin) = origin {
+            let value = HeaderValue::from_str(&origin)
                 .map_err(|_| fail("upstream_origin is not a valid header value".into()))?;
             headers.insert(header::ORIGIN, value);
+        }
+        let url = match (&cfg.genesys, &cfg.upstream) {
+            (Some(g), _) => g.socket_url(),
+            (None, Some(url)) => url.clone(),
+            (None, None) => return Err(fail("no upstream (validate the config first)".into())),
+        };
+        let ticket_key = match &cfg.edge.ticket {
+            Some(ticket) => Some(
+                ticket
+                    .key
+                    .load()
+                    .map_err(|e| fail(format!("edge.ticket.key: {e}")))?,
+            ),
+            None => None,
+        };
+        let edge = EdgePolicy::new(&cfg.name, &cfg.edge, ticket_key)
+            .map_err(|(key, problem)| fail(format!("edge.{key}: {problem}")))?;
+        let mut relay = cfg.relay.to_relay_config();
+        if cfg.genesys.is_some() {
+            // Genesys's own SDK pings every 15 s.
+            relay.upstream_ping = relay
+                .upstream_ping
+                .map(|d| d.min(std::time::Duration::from_secs(15)));
         }
         Ok(Arc::new(Self {
             name: cfg.name.clone(),
             path: cfg.path.clone(),
+            edge,
             target: UpstreamTarget {
-                url: cfg.upstream.clone(),
+                url,
                 headers,
                 tls,
                 timeout: cfg.connect_timeout,
             },
-            relay: cfg.relay.to_relay_config(),
+            genesys: cfg.genesys.clone(),
+            relay,
         }))
     }
 }

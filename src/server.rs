@@ -24,11 +24,29 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::ServerConfig;
+use crate::edge::{Admission, Now, Rejection, SetupGuard};
 use crate::handshake;
 use crate::metrics::Metrics;
 use crate::relay::Leg;
 use crate::route::Route;
 use crate::session;
+use crate::setup::BrowserRequest;
+
+/// Static files served on the browser listener: path -> (content type, body).
+pub type AssetFn = fn(&str) -> Option<(&'static str, &'static str)>;
+
+/// An admin POST action: returns a short text for the response body.
+pub type AdminAction = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Optional additions, used by `guestgate demo`: a page on the browser listener and admin
+/// actions (e.g. dropping the fake upstream's sockets to show a reconnect).
+#[derive(Default, Clone)]
+pub struct Extras {
+    /// Files answered to plain GETs on the browser listener.
+    pub assets: Option<AssetFn>,
+    /// `POST <path>` on the admin listener runs the action.
+    pub admin_actions: Vec<(&'static str, AdminAction)>,
+}
 
 /// Process-wide state shared by the listener, the sessions and the admin endpoints.
 pub struct Gateway {
@@ -40,6 +58,8 @@ pub struct Gateway {
     pub draining: AtomicBool,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Demo additions.
+    pub extras: Extras,
     /// Browser connections currently held (handshaking or relaying).
     pub open_connections: AtomicUsize,
     next_id: AtomicU64,
@@ -51,11 +71,13 @@ impl Gateway {
         settings: ServerConfig,
         routes: Vec<Arc<Route>>,
         metrics: Arc<Metrics>,
+        extras: Extras,
     ) -> Arc<Self> {
         Arc::new(Self {
             settings,
             routes,
             metrics,
+            extras,
             draining: AtomicBool::new(false),
             open_connections: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
@@ -153,8 +175,16 @@ pub async fn run(
     DrainReport { aborted }
 }
 
-/// The upgraded connection a request handler hands back to its connection task.
-type Upgrade = (OnUpgrade, Arc<Route>);
+/// What a request handler hands back to its connection task when it accepts an upgrade.
+struct Upgrade {
+    on_upgrade: OnUpgrade,
+    route: Arc<Route>,
+    /// Holds the client's per-IP slot until the connection ends.
+    _admission: Admission,
+    /// Holds a place among the route's concurrent set-ups until the upstream is ready.
+    setup_slot: SetupGuard,
+    request: BrowserRequest,
+}
 
 /// Runs hyper on one TCP connection; if it upgrades, runs the session in the same task.
 async fn serve_connection(
@@ -167,7 +197,7 @@ async fn serve_connection(
     let (tx, rx) = oneshot::channel::<Upgrade>();
     let tx = std::sync::Mutex::new(Some(tx));
     let service = service_fn(|req: Request<Incoming>| {
-        let answer = handle(req, gateway, &tx);
+        let answer = handle(req, peer, gateway, &tx);
         async move { Ok::<_, Infallible>(answer) }
     });
     // Boxed so the per-connection task does not keep room for hyper's state after the upgrade.
@@ -187,10 +217,10 @@ async fn serve_connection(
     }
     // No upgrade was handed over if the sender is still here: let `rx` see that.
     drop(tx);
-    let Ok((on_upgrade, route)) = rx.await else {
+    let Ok(upgrade) = rx.await else {
         return;
     };
-    let upgraded = match on_upgrade.await {
+    let upgraded = match upgrade.on_upgrade.await {
         Ok(upgraded) => upgraded,
         Err(e) => return debug!(error = %e, "browser upgrade did not complete"),
     };
@@ -204,32 +234,92 @@ async fn serve_connection(
     };
     // Release hyper's read buffer now, not when this task ends.
     drop(parts.read_buf);
-    session::run(browser, &route, stop, &gateway.metrics).await;
+    session::run(
+        browser,
+        upgrade.request,
+        &upgrade.route,
+        upgrade.setup_slot,
+        stop,
+        &gateway.metrics,
+    )
+    .await;
 }
 
-/// Answers one HTTP request on the browser listener.
+/// Answers one HTTP request on the browser listener: route, upgrade checks, edge policy.
 fn handle(
     mut req: Request<Incoming>,
+    peer: SocketAddr,
     gateway: &Gateway,
     upgrade_slot: &std::sync::Mutex<Option<oneshot::Sender<Upgrade>>>,
 ) -> Response<Full<Bytes>> {
+    if let Some(response) = static_asset(&req, gateway) {
+        return response;
+    }
     let Some(route) = gateway.route(req.uri().path()) else {
+        gateway.metrics.edge_rejected("bad_request");
         return handshake::plain(StatusCode::NOT_FOUND, "no websocket route at this path");
     };
     if gateway.draining.load(Ordering::Relaxed) {
-        return handshake::plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "guestgate is shutting down",
-        );
+        return refuse(gateway, &Rejection::Draining);
     }
     let accept = match handshake::accept_key(req.method(), req.headers()) {
         Ok(accept) => accept,
-        Err(refusal) => return handshake::plain(refusal.status(), refusal.to_string()),
+        Err(refusal) => {
+            gateway.metrics.edge_rejected("bad_request");
+            return handshake::plain(refusal.status(), refusal.to_string());
+        }
     };
-    let on_upgrade = hyper::upgrade::on(&mut req);
+    let query = req.uri().query();
+    let admission = match route.edge.check(peer, req.headers(), query, Now::system()) {
+        Ok(admission) => admission,
+        Err(rejection) => return refuse(gateway, &rejection),
+    };
+    let setup_slot = match route.edge.try_begin_setup() {
+        Ok(slot) => slot,
+        Err(rejection) => return refuse(gateway, &rejection),
+    };
+    let upgrade = Upgrade {
+        on_upgrade: hyper::upgrade::on(&mut req),
+        route: route.clone(),
+        _admission: admission,
+        setup_slot,
+        request: BrowserRequest {
+            query: req.uri().query().map(str::to_owned),
+        },
+    };
     let sender = upgrade_slot.lock().expect("upgrade slot lock").take();
-    match sender.map(|tx| tx.send((on_upgrade, route.clone()))) {
-        Some(Ok(())) => handshake::switching_protocols(&accept),
-        _ => handshake::plain(StatusCode::BAD_REQUEST, "one upgrade per connection"),
+    if sender.is_some_and(|tx| tx.send(upgrade).is_ok()) {
+        handshake::switching_protocols(&accept)
+    } else {
+        handshake::plain(StatusCode::BAD_REQUEST, "one upgrade per connection")
     }
+}
+
+/// Answers a plain GET for one of the configured static files.
+fn static_asset(req: &Request<Incoming>, gateway: &Gateway) -> Option<Response<Full<Bytes>>> {
+    let assets = gateway.extras.assets?;
+    if req.method() != http::Method::GET || req.headers().contains_key(http::header::UPGRADE) {
+        return None;
+    }
+    let (content_type, body) = assets(req.uri().path())?;
+    Some(
+        Response::builder()
+            .header(http::header::CONTENT_TYPE, content_type)
+            .header(http::header::CACHE_CONTROL, "no-store")
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .expect("static response parts are valid"),
+    )
+}
+
+/// A plain HTTP refusal for an edge rejection, counted, with Retry-After where it applies.
+fn refuse(gateway: &Gateway, rejection: &Rejection) -> Response<Full<Bytes>> {
+    gateway.metrics.edge_rejected(rejection.reason_label());
+    debug!(?rejection, "upgrade refused at the edge");
+    let mut response = handshake::plain(rejection.status(), rejection.to_string());
+    if let Some(secs) = rejection.retry_after_secs() {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, secs.into());
+    }
+    response
 }

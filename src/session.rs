@@ -8,36 +8,44 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::close_code::{self, CloseCode};
+use crate::edge::SetupGuard;
 use crate::metrics::Metrics;
 use crate::relay::frame::OwnFrame;
 use crate::relay::{self, Leg, Pump, PumpConfig, Side};
 use crate::route::Route;
-use crate::upstream;
+use crate::setup::{self, BrowserRequest};
 
-/// Runs one upgraded browser connection to its end.
-pub async fn run<S>(browser: Leg<S>, route: &Route, shutdown: &CancellationToken, metrics: &Metrics)
-where
+/// Runs one upgraded browser connection to its end. `setup_slot` is held while the upstream
+/// session is being set up (the route's cap on concurrent set-ups) and released before relaying.
+pub async fn run<S>(
+    mut browser: Leg<S>,
+    request: BrowserRequest,
+    route: &Route,
+    setup_slot: SetupGuard,
+    shutdown: &CancellationToken,
+    metrics: &Metrics,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let _open = metrics.open_connection(&route.name);
     let started = Instant::now();
-    let connected = tokio::select! {
+    let established = tokio::select! {
         biased;
         _ = shutdown.cancelled() => {
             Box::pin(reject(browser, close_code::GOING_AWAY, route)).await;
             metrics.connection_finished(&route.name, "shutdown");
             return;
         }
-        // Boxed: the connect state is large and short-lived; the task should not keep room
+        // Boxed: the set-up state is large and short-lived; the task should not keep room
         // for it while it relays.
-        result = Box::pin(upstream::connect(&route.target)) => result,
+        result = Box::pin(setup::establish(route, &request, metrics)) => result,
     };
-    metrics.observe_setup_step(&route.name, "upstream_connect", started.elapsed());
-    let upstream = match connected {
-        Ok(conn) => conn,
+    drop(setup_slot);
+    let established = match established {
+        Ok(established) => established,
         Err(e) => {
             let code = e.close_code();
-            warn!(route = %route.name, error = %e, close_code = code.code, "upstream connect failed");
+            warn!(route = %route.name, error = %e, close_code = code.code, "upstream session set-up failed");
             metrics.upstream_failed(&route.name, e.kind());
             metrics.observe_session_setup(&route.name, "upstream_failed", started.elapsed());
             metrics.connection_finished(&route.name, "upstream_failed");
@@ -47,11 +55,22 @@ where
         }
     };
     metrics.observe_session_setup(&route.name, "relayed", started.elapsed());
-    let upstream = Leg {
-        io: upstream.stream,
-        prefix: upstream.prefix,
-    };
-    let report = relay::relay(browser, upstream, &route.relay, shutdown).await;
+    if let Some(greeting) = &established.greeting {
+        let mut frame = Vec::new();
+        crate::relay::frame::encode(&mut frame, true, 1, greeting.as_bytes(), None);
+        if browser.io.write_all(&frame).await.is_err() {
+            metrics.connection_finished(&route.name, "relayed");
+            return;
+        }
+    }
+    let report = relay::relay_with(
+        browser,
+        established.upstream,
+        &route.relay,
+        established.transform,
+        shutdown,
+    )
+    .await;
     record(metrics, &route.name, &report);
     info!(
         route = %route.name,

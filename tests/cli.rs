@@ -53,8 +53,9 @@ fn unknown_key_exits_2_naming_it() {
 
 #[test]
 fn check_prints_the_effective_config() {
-    let (_dir, path) =
-        write_config("[[routes]]\nname = \"chat\"\nupstream = \"ws://127.0.0.1:1/\"\n");
+    let (_dir, path) = write_config(
+        "[[routes]]\nname = \"chat\"\nupstream = \"ws://127.0.0.1:1/\"\nedge.allow_any_origin = true\n",
+    );
     let out = Command::new(BIN)
         .args(["check", "--config"])
         .arg(&path)
@@ -165,8 +166,22 @@ async fn demo_prints_a_working_websocket_url() {
         .parse()
         .unwrap();
     let mut c = RawClient::connect(addr, "").await;
-    c.send(true, 1, b"demo", MASK).await;
-    assert_eq!(c.frame().await.unwrap(), (1, b"demo".to_vec()));
+    let (op, ready) = c.frame().await.unwrap();
+    assert_eq!(op, 1);
+    assert!(String::from_utf8_lossy(&ready).contains("SessionReady"));
+    c.send(
+        true,
+        1,
+        br#"{"action":"onMessage","message":{"type":"Text","text":"demo"}}"#,
+        MASK,
+    )
+    .await;
+    loop {
+        let (_, reply) = c.frame().await.expect("agent reply");
+        if String::from_utf8_lossy(&reply).contains(r#"Agent: you said \"demo\""#) {
+            break;
+        }
+    }
     child.kill().unwrap();
     child.wait().unwrap();
 }

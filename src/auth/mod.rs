@@ -10,5 +10,10 @@
 //!   time passed in.
 
 pub mod backoff;
+pub mod genesys;
+pub mod hello;
 pub mod http_client;
+pub mod resume;
+pub mod steps;
+pub mod template;
 pub mod token;

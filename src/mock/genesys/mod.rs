@@ -161,6 +161,14 @@ impl FakeGenesysHandle {
         self.state.history(token)
     }
 
+    /// Drops every open socket without a close frame (sessions are kept, so reconnecting with
+    /// the same token resumes them). Returns how many sockets were told to drop.
+    pub fn drop_connections(&self) -> usize {
+        let open = self.state.drops.receiver_count();
+        self.state.drops.send_modify(|n| *n += 1);
+        open
+    }
+
     /// Stops accepting, drops every socket and waits for the server's tasks to end.
     pub async fn shutdown(&self) {
         self.life.shutdown().await;
@@ -195,6 +203,7 @@ async fn serve(stream: TcpStream, state: Arc<State>) {
         return;
     };
     state.accepted.fetch_add(1, Ordering::SeqCst);
+    let drop_signal = state.drops.subscribe();
     let (mut sink, mut incoming) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Option<Message>>();
     let writer = async move {
@@ -268,7 +277,12 @@ async fn serve(stream: TcpStream, state: Arc<State>) {
             }
         }
     };
-    tokio::join!(reader, writer);
+    let mut drops = drop_signal;
+    tokio::select! {
+        _ = async { tokio::join!(reader, writer) } => {}
+        // Dropping both halves ends TCP with no close frame, like a crashed upstream.
+        _ = drops.changed() => {}
+    }
 }
 
 #[cfg(test)]

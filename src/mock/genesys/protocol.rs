@@ -25,6 +25,8 @@ pub(super) struct State {
     pub(super) requests: Log<Value>,
     pub(super) sent: Log<Value>,
     pub(super) tokens: Mutex<Vec<String>>,
+    /// Bumped to make every open socket drop without a close frame.
+    pub(super) drops: tokio::sync::watch::Sender<u64>,
     sessions: Mutex<HashMap<String, Session>>,
 }
 
@@ -127,6 +129,7 @@ impl State {
             requests: Log::new("requests"),
             sent: Log::new("frames sent"),
             tokens: Mutex::new(Vec::new()),
+            drops: tokio::sync::watch::channel(0).0,
             sessions: Mutex::new(HashMap::new()),
         }
     }

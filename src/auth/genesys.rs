@@ -1,0 +1,289 @@
+//! The `genesys-web-messaging` preset: Genesys Cloud Web Messaging's guest socket.
+//!
+//! It expands to the socket URL (`wss://webmessaging.{domain}/v1?deploymentId=…`), the `Origin`
+//! the deployment allows, a session token per conversation kept server-side, the
+//! `configureSession` hello with `SessionResponse` code 200 and `connected: true` as ready, the
+//! token injected into every browser request, and an allowlist of browser actions. Genesys
+//! refuses an unknown deploymentId (and, unconfirmed, a disallowed Origin) with HTTP 403 at the
+//! upgrade, which reaches the browser as 4403.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use url::Url;
+
+use super::hello::{Condition, HelloSpec};
+use crate::relay::MessageTransform;
+
+/// Regions' domains, from Genesys's documentation.
+pub const DOMAINS: &[&str] = &[
+    "mypurecloud.com",
+    "mypurecloud.ie",
+    "mypurecloud.de",
+    "mypurecloud.com.au",
+    "mypurecloud.jp",
+    "usw2.pure.cloud",
+    "cac1.pure.cloud",
+    "apne2.pure.cloud",
+    "euw2.pure.cloud",
+    "aps1.pure.cloud",
+    "use2.us-gov-pure.cloud",
+    "sae1.pure.cloud",
+    "mec1.pure.cloud",
+    "apne3.pure.cloud",
+    "euc2.pure.cloud",
+    "mxc1.pure.cloud",
+    "apse1.pure.cloud",
+];
+
+/// Browser actions allowed by default: sending messages and events, and the app-level echo.
+/// `configureSession` is guestgate's alone; `getJwt` would hand the page a credential for the
+/// conversation history API, so it is not allowed unless listed.
+pub const DEFAULT_ACTIONS: &[&str] = &["onMessage", "echo"];
+
+/// The preset's settings, as written under `[routes.genesys]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesysConfig {
+    /// The region's domain, e.g. `mypurecloud.com` or `usw2.pure.cloud`.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// Overrides the socket base URL (tests and the demo point it at a fake), e.g.
+    /// `ws://127.0.0.1:9000/v1`.
+    #[serde(default)]
+    pub base_url: Option<Url>,
+    /// The Messenger deployment id.
+    pub deployment_id: String,
+    /// The Origin sent upstream; must be in the deployment's allowed domains.
+    pub origin: String,
+    /// Optional `application` query parameter.
+    #[serde(default)]
+    pub application: Option<String>,
+    /// Browser actions to allow.
+    #[serde(default = "default_actions")]
+    pub allowed_actions: Vec<String>,
+    /// How long `configureSession` may take to be answered.
+    #[serde(default = "default_ready", with = "humantime_serde")]
+    pub ready_timeout: Duration,
+}
+
+fn default_actions() -> Vec<String> {
+    DEFAULT_ACTIONS.iter().map(|s| s.to_string()).collect()
+}
+
+fn default_ready() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl GenesysConfig {
+    /// Checks the settings; errors name the key below `prefix`.
+    pub fn validate(&self, prefix: &str) -> Result<(), (String, String)> {
+        let key = |k: &str| format!("{prefix}.{k}");
+        match (&self.domain, &self.base_url) {
+            (None, None) => return Err((key("domain"), "give domain (or base_url)".into())),
+            (Some(d), None) if !DOMAINS.contains(&d.as_str()) => {
+                return Err((
+                    key("domain"),
+                    format!("{d} is not a Genesys Cloud region domain"),
+                ));
+            }
+            (_, Some(u)) if !matches!(u.scheme(), "ws" | "wss") => {
+                return Err((key("base_url"), "must be a ws:// or wss:// URL".into()));
+            }
+            _ => {}
+        }
+        let id_ok = !self.deployment_id.is_empty()
+            && self.deployment_id.len() <= 64
+            && self
+                .deployment_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !id_ok {
+            return Err((
+                key("deployment_id"),
+                "must be letters, digits and dashes".into(),
+            ));
+        }
+        match Url::parse(&self.origin) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.path() == "/" => {}
+            _ => {
+                return Err((
+                    key("origin"),
+                    "must be an origin like https://www.example.com".into(),
+                ));
+            }
+        }
+        if let Some(bad) = self
+            .allowed_actions
+            .iter()
+            .find(|a| a.starts_with("configure"))
+        {
+            return Err((
+                key("allowed_actions"),
+                format!("{bad} is guestgate's to send"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The guest socket URL with the deployment id (and application) in the query.
+    pub fn socket_url(&self) -> Url {
+        let mut url = match (&self.base_url, &self.domain) {
+            (Some(base), _) => base.clone(),
+            (None, Some(domain)) => Url::parse(&format!("wss://webmessaging.{domain}/v1"))
+                .expect("a known domain makes a valid URL"),
+            (None, None) => unreachable!("validated"),
+        };
+        url.query_pairs_mut()
+            .append_pair("deploymentId", &self.deployment_id);
+        if let Some(app) = &self.application {
+            url.query_pairs_mut().append_pair("application", app);
+        }
+        url
+    }
+
+    /// The `Origin` header value (no trailing slash).
+    pub fn origin_header(&self) -> String {
+        self.origin.trim_end_matches('/').to_owned()
+    }
+
+    /// `configureSession` for `token`, ready on `SessionResponse` 200 with `connected: true`,
+    /// refused on any other response.
+    pub fn hello(&self, token: &str) -> HelloSpec {
+        let configure = json!({
+            "action": "configureSession",
+            "deploymentId": self.deployment_id,
+            "token": token,
+        });
+        HelloSpec {
+            frames: vec![configure.to_string()],
+            ready: vec![
+                Condition::eq("/class", json!("SessionResponse")),
+                Condition::eq("/code", json!(200)),
+                Condition::eq("/body/connected", json!(true)),
+            ],
+            refused: vec![
+                Condition::eq("/type", json!("response")),
+                Condition::ne("/class", json!("SessionResponse")),
+            ],
+            deadline: self.ready_timeout,
+            max_reply: 256 * 1024,
+        }
+    }
+
+    /// The browser-message rewrite: only allowed actions, session token inserted.
+    pub fn transform(&self, token: &str) -> Box<dyn MessageTransform> {
+        Box::new(InjectToken {
+            token: Value::String(token.to_owned()),
+            allowed: self.allowed_actions.clone(),
+        })
+    }
+}
+
+/// Inserts the session token into every browser request and enforces the action allowlist.
+struct InjectToken {
+    token: Value,
+    allowed: Vec<String>,
+}
+
+impl MessageTransform for InjectToken {
+    fn transform(&mut self, opcode: u8, message: &[u8]) -> Result<Vec<u8>, &'static str> {
+        if opcode != 1 {
+            return Err("only JSON text messages are allowed");
+        }
+        let mut request: Value =
+            serde_json::from_slice(message).map_err(|_| "message is not valid JSON")?;
+        let Value::Object(fields) = &mut request else {
+            return Err("message must be a JSON object");
+        };
+        match fields.get("action").and_then(Value::as_str) {
+            Some(action) if self.allowed.iter().any(|a| a == action) => {}
+            Some(_) => return Err("action not allowed"),
+            None => return Err("message has no action"),
+        }
+        fields.insert("token".into(), self.token.clone());
+        Ok(serde_json::to_vec(&request).expect("a JSON value serialises"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> GenesysConfig {
+        GenesysConfig {
+            domain: Some("usw2.pure.cloud".into()),
+            base_url: None,
+            deployment_id: "0d3d1a6e-1111-2222-3333-444455556666".into(),
+            origin: "https://www.example.com".into(),
+            application: None,
+            allowed_actions: default_actions(),
+            ready_timeout: default_ready(),
+        }
+    }
+
+    #[test]
+    fn expands_to_the_regional_socket_url() {
+        let url = config().socket_url();
+        assert_eq!(
+            url.as_str(),
+            "wss://webmessaging.usw2.pure.cloud/v1?deploymentId=0d3d1a6e-1111-2222-3333-444455556666"
+        );
+    }
+
+    #[test]
+    fn validation_names_keys() {
+        let mut c = config();
+        c.domain = Some("mypurecloud.evil".into());
+        assert_eq!(
+            c.validate("routes[0].genesys").unwrap_err().0,
+            "routes[0].genesys.domain"
+        );
+        let mut c = config();
+        c.deployment_id = "x?y".into();
+        assert_eq!(c.validate("g").unwrap_err().0, "g.deployment_id");
+        let mut c = config();
+        c.origin = "https://www.example.com/page".into();
+        assert_eq!(c.validate("g").unwrap_err().0, "g.origin");
+        let mut c = config();
+        c.allowed_actions.push("configureSession".into());
+        assert_eq!(c.validate("g").unwrap_err().0, "g.allowed_actions");
+    }
+
+    #[test]
+    fn token_is_injected_and_actions_are_limited() {
+        let mut t = config().transform("secret-session-token");
+        let out = t
+            .transform(
+                1,
+                br#"{"action":"onMessage","message":{"type":"Text","text":"hi"}}"#,
+            )
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["token"], "secret-session-token");
+        assert_eq!(v["message"]["text"], "hi");
+        // A page cannot choose its own token either: it is overwritten.
+        let out = t
+            .transform(1, br#"{"action":"echo","token":"page-chosen"}"#)
+            .unwrap();
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains("secret-session-token")
+        );
+        assert_eq!(
+            t.transform(1, br#"{"action":"getJwt"}"#),
+            Err("action not allowed")
+        );
+        assert_eq!(
+            t.transform(1, br#"{"action":"configureSession"}"#),
+            Err("action not allowed")
+        );
+        assert_eq!(
+            t.transform(2, b"{}"),
+            Err("only JSON text messages are allowed")
+        );
+        assert_eq!(t.transform(1, b"[1]"), Err("message must be a JSON object"));
+    }
+}

@@ -1,0 +1,111 @@
+//! Setting up one connection's upstream session before relaying: connect, then, for a route
+//! with a preset, run its hello exchange and prepare the browser-message rewrite and the
+//! greeting guestgate sends the browser. Every failure maps to a documented close code.
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::auth::hello::{self, HelloError};
+use crate::close_code::{self, CloseCode};
+use crate::metrics::Metrics;
+use crate::relay::{Leg, MessageTransform};
+use crate::route::Route;
+use crate::upstream::{self, UpstreamError, UpstreamStream};
+
+/// An upstream session ready to relay.
+pub struct Established {
+    /// The upstream leg, positioned after anything the set-up consumed.
+    pub upstream: Leg<UpstreamStream>,
+    /// The browser-message rewrite, for routes that need one.
+    pub transform: Option<Box<dyn MessageTransform>>,
+    /// A text message guestgate sends the browser before relaying (e.g. `SessionReady`).
+    pub greeting: Option<String>,
+}
+
+/// Why the set-up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// Opening the upstream leg failed.
+    #[error(transparent)]
+    Connect(#[from] UpstreamError),
+    /// The hello exchange failed.
+    #[error(transparent)]
+    Hello(#[from] HelloError),
+}
+
+impl SetupError {
+    /// The close code and reason the browser receives.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            SetupError::Connect(e) => e.close_code(),
+            SetupError::Hello(HelloError::Refused { code: Some(429) }) => {
+                close_code::UPSTREAM_RATE_LIMITED
+            }
+            SetupError::Hello(HelloError::Refused { .. }) => close_code::UPSTREAM_SESSION_REFUSED,
+            SetupError::Hello(HelloError::Timeout(_)) => close_code::UPSTREAM_TIMEOUT,
+            SetupError::Hello(HelloError::Closed) => close_code::UPSTREAM_UNAVAILABLE,
+            SetupError::Hello(HelloError::Invalid(_)) => close_code::UPSTREAM_BAD,
+        }
+    }
+
+    /// A closed-set label for `guestgate_upstream_failures_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SetupError::Connect(e) => e.kind(),
+            SetupError::Hello(e) => e.kind(),
+        }
+    }
+}
+
+/// What the browser brought that the set-up may use.
+#[derive(Debug, Default, Clone)]
+pub struct BrowserRequest {
+    /// The raw query string of the upgrade request (it may carry a resume ticket).
+    pub query: Option<String>,
+}
+
+/// Connects upstream and, for a preset route, establishes the guest session.
+pub async fn establish(
+    route: &Route,
+    _browser: &BrowserRequest,
+    metrics: &Metrics,
+) -> Result<Established, SetupError> {
+    let started = Instant::now();
+    let conn = upstream::connect(&route.target).await;
+    metrics.observe_setup_step(&route.name, "upstream_connect", started.elapsed());
+    let conn = conn?;
+    let mut leg = Leg {
+        io: conn.stream,
+        prefix: conn.prefix,
+    };
+    let Some(genesys) = &route.genesys else {
+        return Ok(Established {
+            upstream: leg,
+            transform: None,
+            greeting: None,
+        });
+    };
+
+    let token = uuid::Uuid::new_v4().to_string();
+    let hello_started = Instant::now();
+    let spec = genesys.hello(&token);
+    let (ready, rest) =
+        hello::exchange(&mut leg.io, std::mem::take(&mut leg.prefix), &spec).await?;
+    metrics.observe_setup_step(&route.name, "hello_ready", hello_started.elapsed());
+    leg.prefix = rest;
+    let new_session = ready
+        .pointer("/body/newSession")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let greeting = json!({
+        "type": "guestgate",
+        "class": "SessionReady",
+        "body": { "newSession": new_session },
+    });
+    Ok(Established {
+        upstream: leg,
+        transform: Some(genesys.transform(&token)),
+        greeting: Some(greeting.to_string()),
+    })
+}

@@ -1,0 +1,167 @@
+//! The `genesys-web-messaging` preset end to end: a browser with no credential talks to a
+//! faithful fake of Genesys Web Messaging through guestgate, which configures the session,
+//! injects the session token and keeps it from the browser.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::{SinkExt, StreamExt};
+use guestgate::mock::genesys::{FakeGenesys, FakeGenesysConfig, FakeGenesysHandle};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+async fn fake_genesys(config: FakeGenesysConfig) -> FakeGenesysHandle {
+    FakeGenesys::start(TcpListener::bind("127.0.0.1:0").await.unwrap(), config)
+}
+
+fn preset_config(fake_url: &str) -> guestgate::config::Config {
+    let any = "127.0.0.1:0".parse().unwrap();
+    let mut c = guestgate::demo::demo_config(any, any, fake_url);
+    c.server.shutdown_grace = Duration::from_secs(3);
+    c
+}
+
+/// Reads text frames until one satisfies `want`; returns every frame's text read on the way.
+async fn read_until(c: &mut RawClient, want: impl Fn(&Value) -> bool) -> (Value, Vec<String>) {
+    let mut seen = Vec::new();
+    loop {
+        let (op, payload) = c.frame().await.expect("connection ended");
+        let text = String::from_utf8(payload).unwrap();
+        assert_eq!(op, 1, "unexpected frame {op}: {text}");
+        seen.push(text.clone());
+        let v: Value = serde_json::from_str(&text).unwrap();
+        if want(&v) {
+            return (v, seen);
+        }
+    }
+}
+
+#[tokio::test]
+async fn guest_chats_without_ever_holding_the_session_token() {
+    let fake = fake_genesys(FakeGenesysConfig::default()).await;
+    let gg = gateway(&preset_config(&fake.url())).await;
+    let mut c = RawClient::connect(gg.addr, "Origin: https://www.site.example\r\n").await;
+    let (ready, mut seen) = read_until(&mut c, |v| v["class"] == "SessionReady").await;
+    assert_eq!(ready["type"], "guestgate");
+    assert_eq!(ready["body"]["newSession"], true);
+
+    let msg = json!({"action":"onMessage","message":{"type":"Text","text":"hello agent"}});
+    c.send(true, 1, msg.to_string().as_bytes(), MASK).await;
+    let (reply, more) = read_until(&mut c, |v| {
+        v["body"]["direction"] == "Outbound" && v["body"]["type"] == "Text"
+    })
+    .await;
+    seen.extend(more);
+    assert_eq!(reply["body"]["text"], "Agent: you said \"hello agent\"");
+    assert!(
+        seen.iter()
+            .any(|t| t.contains("\"Inbound\"") && t.contains("hello agent"))
+    );
+    assert!(seen.iter().any(|t| t.contains("Typing")));
+
+    // Upstream saw configureSession first, then the message, both with one server-side token.
+    let requests = fake.wait_for_requests(2, STEP).await.unwrap();
+    assert_eq!(requests[0]["action"], "configureSession");
+    assert_eq!(requests[0]["deploymentId"], "fake-deployment");
+    let token = requests[0]["token"].as_str().unwrap().to_owned();
+    assert_eq!(requests[1]["action"], "onMessage");
+    assert_eq!(requests[1]["token"], token.as_str());
+    // The deployment's Origin was sent upstream, not the page's.
+    let upgrade = &fake.upgrade_requests()[0];
+    assert_eq!(
+        upgrade.header("origin"),
+        Some("https://chat.guestgate.example")
+    );
+    // Nothing the browser received carries the token.
+    assert!(
+        seen.iter().all(|t| !t.contains(&token)),
+        "token leaked to the browser"
+    );
+}
+
+#[tokio::test]
+async fn browser_cannot_use_actions_outside_the_allowlist() {
+    let fake = fake_genesys(FakeGenesysConfig::default()).await;
+    let gg = gateway(&preset_config(&fake.url())).await;
+    let mut c = RawClient::connect(gg.addr, "").await;
+    read_until(&mut c, |v| v["class"] == "SessionReady").await;
+    c.send(true, 1, br#"{"action":"getJwt"}"#, MASK).await;
+    assert_eq!(c.close_frame().await, (1008, "action not allowed".into()));
+    c.send(true, 1, br#"not json"#, MASK).await;
+    // Only configureSession reached the upstream.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(fake.requests().iter().all(|r| r["action"] != "getJwt"));
+}
+
+#[tokio::test]
+async fn unknown_deployment_gives_4403_with_a_readable_reason() {
+    let fake = fake_genesys(FakeGenesysConfig {
+        deployment_ids: vec!["some-other-deployment".into()],
+        ..FakeGenesysConfig::default()
+    })
+    .await;
+    let gg = gateway(&preset_config(&fake.url())).await;
+    let mut c = RawClient::connect(gg.addr, "").await;
+    let (code, reason) = c.close_frame().await;
+    assert_eq!(code, 4403);
+    assert!(reason.contains("deploymentId"), "{reason}");
+}
+
+#[tokio::test]
+async fn origin_outside_the_deployment_gives_4403() {
+    let fake = fake_genesys(FakeGenesysConfig {
+        allowed_origins: vec!["https://only.this.example".into()],
+        ..FakeGenesysConfig::default()
+    })
+    .await;
+    let gg = gateway(&preset_config(&fake.url())).await;
+    let mut c = RawClient::connect(gg.addr, "").await;
+    assert_eq!(c.close_frame().await.0, 4403);
+}
+
+/// A Genesys stand-in that answers `configureSession` with `reply`.
+async fn scripted_upstream(reply: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                while let Some(Ok(m)) = ws.next().await {
+                    if m.is_text() && !reply.is_empty() {
+                        let _ = ws.send(tungstenite::Message::text(reply)).await;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn hello_answered_by_an_error_frame_gives_4400() {
+    let url = scripted_upstream(
+        r#"{"type":"response","class":"string","code":4007,"body":"session not found"}"#,
+    )
+    .await;
+    let gg = gateway(&preset_config(&url)).await;
+    let mut c = RawClient::connect(gg.addr, "").await;
+    assert_eq!(
+        c.close_frame().await,
+        (4400, "upstream refused the session".into())
+    );
+}
+
+#[tokio::test]
+async fn hello_never_answered_gives_4504_after_the_ready_deadline() {
+    let url = scripted_upstream("").await;
+    let mut config = preset_config(&url);
+    config.routes[0].genesys.as_mut().unwrap().ready_timeout = Duration::from_millis(300);
+    let gg = gateway(&config).await;
+    let mut c = RawClient::connect(gg.addr, "").await;
+    assert_eq!(c.close_frame().await.0, 4504);
+}
