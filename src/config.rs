@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::auth::genesys::GenesysConfig;
+use crate::auth::resume::ResumeConfig;
 use crate::edge::EdgeConfig;
 use crate::relay::{Limits, RelayConfig};
 
@@ -75,6 +76,9 @@ pub struct RouteConfig {
     /// Browser-side policy checked before the upgrade (origins, caps, rates, tickets).
     #[serde(default)]
     pub edge: EdgeConfig,
+    /// Resume tickets, so a reconnecting browser continues the same upstream session.
+    #[serde(default)]
+    pub resume: Option<ResumeConfig>,
     /// The `Origin` header sent upstream, if any.
     #[serde(default)]
     pub upstream_origin: Option<String>,
@@ -260,6 +264,7 @@ impl Config {
                 upstream: Some(upstream),
                 genesys: None,
                 edge: EdgeConfig::one_liner(Vec::new()),
+                resume: None,
                 upstream_origin: None,
                 extra_ca: None,
                 connect_timeout: default_connect_timeout(),
@@ -320,6 +325,14 @@ impl Config {
                 return Err(invalid(key("connect_timeout"), "must be more than 0s"));
             }
             route.relay.validate(&key("relay"))?;
+            if let Some(resume) = &route.resume {
+                if route.genesys.is_none() {
+                    return Err(invalid(key("resume"), "needs a preset that has sessions"));
+                }
+                resume
+                    .validate(&key("resume"))
+                    .map_err(|problem| invalid(key("resume"), problem))?;
+            }
             route
                 .edge
                 .validate(&key("edge"))

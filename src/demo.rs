@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -12,15 +13,23 @@ use tokio::net::TcpListener;
 
 use crate::app;
 use crate::auth::genesys::GenesysConfig;
+use crate::auth::resume::ResumeConfig;
 use crate::config::{Config, RouteConfig};
 use crate::mock::genesys::{DEFAULT_DEPLOYMENT_ID, FakeGenesys, FakeGenesysConfig};
+use crate::secret::SecretSource;
 use crate::server::Extras;
 
 /// The Origin the demo deployment allows, as a real deployment's allowed domains would.
 const DEMO_ORIGIN: &str = "https://chat.guestgate.example";
 
-/// The demo's configuration: one `/ws` route with the Genesys preset aimed at `fake_url`.
-pub fn demo_config(listen: SocketAddr, admin_listen: SocketAddr, fake_url: &str) -> Config {
+/// The demo's configuration: one `/ws` route with the Genesys preset aimed at `fake_url`,
+/// and resume tickets sealed with the key in `resume_key_file` when given.
+pub fn demo_config(
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+    fake_url: &str,
+    resume_key_file: Option<&Path>,
+) -> Config {
     let mut config = Config::one_liner(listen, fake_url.parse().expect("fake URL is valid"));
     config.server.admin_listen = admin_listen;
     let route: &mut RouteConfig = &mut config.routes[0];
@@ -39,7 +48,27 @@ pub fn demo_config(listen: SocketAddr, admin_listen: SocketAddr, fake_url: &str)
             .collect(),
         ready_timeout: std::time::Duration::from_secs(10),
     });
+    route.resume = resume_key_file.map(|path| {
+        ResumeConfig::new(vec![SecretSource {
+            file: Some(path.to_owned()),
+            env: None,
+        }])
+    });
     config
+}
+
+/// Writes a fresh random resume key (base64, owner-only) for this demo process.
+pub fn write_demo_resume_key() -> std::io::Result<PathBuf> {
+    use base64::Engine;
+    let path = std::env::temp_dir().join(format!("guestgate-demo-{}.key", std::process::id()));
+    let key: [u8; 32] = rand::random();
+    let text = base64::engine::general_purpose::STANDARD.encode(key);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(&path)?, text.as_bytes())?;
+    Ok(path)
 }
 
 /// Runs the demo until `stop` resolves.
@@ -62,7 +91,14 @@ pub async fn run(
             ..FakeGenesysConfig::default()
         },
     );
-    let config = demo_config(listen, admin_listen, &fake.url());
+    let key_file = match write_demo_resume_key() {
+        Ok(path) => path,
+        Err(e) => {
+            eprintln!("guestgate demo: writing a resume key to the temp directory: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let config = demo_config(listen, admin_listen, &fake.url(), Some(&key_file));
     let dropper = fake.clone();
     let extras = Extras {
         assets: Some(crate::demo_page::asset),
@@ -94,5 +130,6 @@ pub async fn run(
     stop.await;
     running.shutdown();
     running.wait().await;
+    let _ = std::fs::remove_file(&key_file);
     ExitCode::SUCCESS
 }

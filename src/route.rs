@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue, header};
 
 use crate::auth::genesys::GenesysConfig;
+use crate::auth::resume::{ResumeConfig, ResumeKeys};
 use crate::config::RouteConfig;
 use crate::edge::EdgePolicy;
 use crate::relay::RelayConfig;
@@ -25,6 +26,8 @@ pub struct Route {
     pub target: UpstreamTarget,
     /// The Genesys guest session flow, when the route uses the preset.
     pub genesys: Option<GenesysConfig>,
+    /// Resume tickets: the keys and their settings.
+    pub resume: Option<(ResumeKeys, ResumeConfig)>,
     /// Relay limits and timers.
     pub relay: RelayConfig,
 }
@@ -73,6 +76,13 @@ impl Route {
         };
         let edge = EdgePolicy::new(&cfg.name, &cfg.edge, ticket_key)
             .map_err(|(key, problem)| fail(format!("edge.{key}: {problem}")))?;
+        let resume = match &cfg.resume {
+            Some(r) => Some((
+                r.load().map_err(|e| fail(format!("resume: {e}")))?,
+                r.clone(),
+            )),
+            None => None,
+        };
         let mut relay = cfg.relay.to_relay_config();
         if cfg.genesys.is_some() {
             // Genesys's own SDK pings every 15 s.
@@ -91,6 +101,7 @@ impl Route {
                 timeout: cfg.connect_timeout,
             },
             genesys: cfg.genesys.clone(),
+            resume,
             relay,
         }))
     }

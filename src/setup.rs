@@ -7,11 +7,14 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use crate::auth::hello::{self, HelloError};
+use crate::auth::resume::{ResumeTicket, unix_now};
 use crate::close_code::{self, CloseCode};
 use crate::metrics::Metrics;
 use crate::relay::{Leg, MessageTransform};
 use crate::route::Route;
+use crate::secret::Secret;
 use crate::upstream::{self, UpstreamError, UpstreamStream};
+use tracing::debug;
 
 /// An upstream session ready to relay.
 pub struct Established {
@@ -58,6 +61,24 @@ impl SetupError {
     }
 }
 
+/// The session token from the browser's resume ticket, if it presented a valid one. Any
+/// problem with the ticket starts a fresh session; it is never an error for the browser.
+fn resume_token(route: &Route, browser: &BrowserRequest, metrics: &Metrics) -> Option<String> {
+    let (keys, cfg) = route.resume.as_ref()?;
+    let query = browser.query.as_deref()?;
+    let ticket = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| *name == cfg.param.as_str())
+        .map(|(_, value)| value.into_owned())?;
+    match keys.open(&ticket, &route.name, unix_now()) {
+        Ok(t) => Some(t.session_token.expose().to_owned()),
+        Err(e) => {
+            metrics.resume_attempt(e.outcome_label());
+            debug!(route = %route.name, error = %e, "resume ticket not accepted; starting a fresh session");
+            None
+        }
+    }
+}
+
 /// What the browser brought that the set-up may use.
 #[derive(Debug, Default, Clone)]
 pub struct BrowserRequest {
@@ -68,7 +89,7 @@ pub struct BrowserRequest {
 /// Connects upstream and, for a preset route, establishes the guest session.
 pub async fn establish(
     route: &Route,
-    _browser: &BrowserRequest,
+    browser: &BrowserRequest,
     metrics: &Metrics,
 ) -> Result<Established, SetupError> {
     let started = Instant::now();
@@ -87,7 +108,10 @@ pub async fn establish(
         });
     };
 
-    let token = uuid::Uuid::new_v4().to_string();
+    let resumed = resume_token(route, browser, metrics);
+    let token = resumed
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let hello_started = Instant::now();
     let spec = genesys.hello(&token);
     let (ready, rest) =
@@ -98,11 +122,21 @@ pub async fn establish(
         .pointer("/body/newSession")
         .cloned()
         .unwrap_or(Value::Null);
-    let greeting = json!({
-        "type": "guestgate",
-        "class": "SessionReady",
-        "body": { "newSession": new_session },
-    });
+    if resumed.is_some() {
+        let outcome = if new_session == Value::Bool(false) {
+            "resumed"
+        } else {
+            "fresh"
+        };
+        metrics.resume_attempt(outcome);
+    }
+    let mut body = json!({ "newSession": new_session });
+    if let Some((keys, cfg)) = &route.resume {
+        let ticket =
+            ResumeTicket::new(&route.name, Secret::new(token.clone()), unix_now(), cfg.ttl);
+        body["resumeTicket"] = Value::String(keys.seal(&ticket));
+    }
+    let greeting = json!({ "type": "guestgate", "class": "SessionReady", "body": body });
     Ok(Established {
         upstream: leg,
         transform: Some(genesys.transform(&token)),

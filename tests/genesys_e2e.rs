@@ -18,7 +18,7 @@ async fn fake_genesys(config: FakeGenesysConfig) -> FakeGenesysHandle {
 
 fn preset_config(fake_url: &str) -> guestgate::config::Config {
     let any = "127.0.0.1:0".parse().unwrap();
-    let mut c = guestgate::demo::demo_config(any, any, fake_url);
+    let mut c = guestgate::demo::demo_config(any, any, fake_url, None);
     c.server.shutdown_grace = Duration::from_secs(3);
     c
 }
@@ -164,4 +164,78 @@ async fn hello_never_answered_gives_4504_after_the_ready_deadline() {
     let gg = gateway(&config).await;
     let mut c = RawClient::connect(gg.addr, "").await;
     assert_eq!(c.close_frame().await.0, 4504);
+}
+
+fn with_resume(fake_url: &str, key_file: &std::path::Path) -> guestgate::config::Config {
+    let any = "127.0.0.1:0".parse().unwrap();
+    let mut c = guestgate::demo::demo_config(any, any, fake_url, Some(key_file));
+    c.server.shutdown_grace = Duration::from_secs(3);
+    c
+}
+
+async fn chat_once(c: &mut RawClient, text: &str) {
+    let msg = json!({"action":"onMessage","message":{"type":"Text","text":text}});
+    c.send(true, 1, msg.to_string().as_bytes(), MASK).await;
+    read_until(c, |v| {
+        v["body"]["direction"] == "Outbound" && v["body"]["type"] == "Text"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn resume_ticket_continues_the_session_on_another_instance() {
+    let fake = fake_genesys(FakeGenesysConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("resume.key");
+    std::fs::write(&key_file, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
+    let first = gateway(&with_resume(&fake.url(), &key_file)).await;
+    let second = gateway(&with_resume(&fake.url(), &key_file)).await;
+
+    let mut c = RawClient::connect(first.addr, "").await;
+    let (ready, seen) = read_until(&mut c, |v| v["class"] == "SessionReady").await;
+    let ticket = ready["body"]["resumeTicket"].as_str().unwrap().to_owned();
+    chat_once(&mut c, "before the drop").await;
+    let token = fake.tokens_seen()[0].clone();
+    assert!(!ticket.contains(&token) && seen.iter().all(|t| !t.contains(&token)));
+    drop(c);
+
+    // Reconnect to the other replica with the ticket: same upstream session.
+    let path = format!("resume={ticket}");
+    let mut c = RawClient::connect_path(second.addr, &format!("/ws?{path}"), "").await;
+    let (ready, _) = read_until(&mut c, |v| v["class"] == "SessionReady").await;
+    assert_eq!(ready["body"]["newSession"], false);
+    chat_once(&mut c, "after the drop").await;
+    assert_eq!(fake.tokens_seen(), vec![token.clone()]);
+    let history = fake.history(&token).unwrap();
+    assert!(history.iter().any(|m| m["text"] == "before the drop"));
+    assert!(history.iter().any(|m| m["text"] == "after the drop"));
+    let (_, metrics) = http_get(second.admin_addr, "/metrics").await;
+    assert!(
+        metrics.contains(r#"guestgate_resume_attempts_total{outcome="resumed"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn tampered_ticket_starts_a_fresh_session_instead_of_failing() {
+    let fake = fake_genesys(FakeGenesysConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("resume.key");
+    std::fs::write(&key_file, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
+    let gg = gateway(&with_resume(&fake.url(), &key_file)).await;
+    let mut c = RawClient::connect(gg.addr, "").await;
+    let (ready, _) = read_until(&mut c, |v| v["class"] == "SessionReady").await;
+    let mut ticket = ready["body"]["resumeTicket"].as_str().unwrap().to_owned();
+    let last = ticket.pop().unwrap();
+    ticket.push(if last == 'A' { 'B' } else { 'A' });
+    drop(c);
+    let mut c = RawClient::connect_path(gg.addr, &format!("/ws?resume={ticket}"), "").await;
+    let (ready, _) = read_until(&mut c, |v| v["class"] == "SessionReady").await;
+    assert_eq!(ready["body"]["newSession"], true);
+    assert_eq!(fake.tokens_seen().len(), 2);
+    let (_, metrics) = http_get(gg.admin_addr, "/metrics").await;
+    assert!(
+        metrics.contains(r#"guestgate_resume_attempts_total{outcome="tampered"} 1"#),
+        "{metrics}"
+    );
 }

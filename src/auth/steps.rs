@@ -121,7 +121,9 @@ impl StepConfig {
         if !valid_name(&self.name) {
             bad("name", &"must be 1 to 64 characters from A-Z a-z 0-9 _ -");
         }
-        let url = parse(&self.url, known).map_err(|e| bad("url", &e)).ok();
+        let url = Template::parse_checked(&self.url, known)
+            .map_err(|e| bad("url", &e))
+            .ok();
         let target = url
             .as_ref()
             .and_then(|url| match url.fixed_origin(&["http", "https"]) {
@@ -143,7 +145,7 @@ impl StepConfig {
             } else if value.chars().any(char::is_control) {
                 bad(&key, &"must not contain control characters");
             } else {
-                match parse(value, known) {
+                match Template::parse_checked(value, known) {
                     Ok(t) => headers.push((header, t)),
                     Err(e) => bad(&key, &e),
                 }
@@ -170,7 +172,7 @@ impl StepConfig {
             (None, Some(form)) => {
                 let mut fields = Vec::new();
                 for (name, value) in form {
-                    match parse(value, known) {
+                    match Template::parse_checked(value, known) {
                         Ok(t) => fields.push((name.clone(), t)),
                         Err(e) => bad(&format!("form.{name}"), &e),
                     }
@@ -208,12 +210,6 @@ impl StepConfig {
             _ => Err(problems.join("; ")),
         }
     }
-}
-
-fn parse(src: &str, known: &Known) -> Result<Template, super::template::TemplateError> {
-    let t = Template::parse(src)?;
-    t.check(known)?;
-    Ok(t)
 }
 
 /// `POST host[:port]/path` with the path as written (placeholders, no values, no query).

@@ -46,11 +46,16 @@ pub struct RawClient {
 }
 
 impl RawClient {
-    /// Connects and upgrades with optional extra header lines.
+    /// Connects to `/ws` and upgrades with optional extra header lines.
     pub async fn connect(addr: SocketAddr, extra_headers: &str) -> RawClient {
+        Self::connect_path(addr, "/ws", extra_headers).await
+    }
+
+    /// Connects to `path` (with any query) and upgrades.
+    pub async fn connect_path(addr: SocketAddr, path: &str, extra_headers: &str) -> RawClient {
         let mut tcp = TcpStream::connect(addr).await.unwrap();
         let request = format!(
-            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra_headers}\r\n"
         );
         tcp.write_all(request.as_bytes()).await.unwrap();
