@@ -56,6 +56,25 @@ pub async fn run(
     }
 }
 
+/// Why this replica should not get new browsers, as a JSON body; `None` when ready.
+fn not_ready_because(gateway: &Gateway) -> Option<serde_json::Value> {
+    if gateway.draining.load(Ordering::Relaxed) {
+        return Some(serde_json::json!({"ready": false, "reason": "draining"}));
+    }
+    let failing = gateway.routes.iter().find(|route| {
+        route
+            .flow
+            .as_ref()
+            .and_then(|f| f.token_source())
+            .is_some_and(|source| !source.is_healthy())
+    })?;
+    Some(serde_json::json!({
+        "ready": false,
+        "reason": "oauth token source failing",
+        "route": failing.name,
+    }))
+}
+
 fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
@@ -83,17 +102,10 @@ fn answer(
     }
     match req.uri().path() {
         "/healthz" => respond(StatusCode::OK, JSON, r#"{"status":"ok"}"#.into()),
-        "/readyz" => {
-            if gateway.draining.load(Ordering::Relaxed) {
-                respond(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    JSON,
-                    r#"{"ready":false,"reason":"draining"}"#.into(),
-                )
-            } else {
-                respond(StatusCode::OK, JSON, r#"{"ready":true}"#.into())
-            }
-        }
+        "/readyz" => match not_ready_because(gateway) {
+            Some(why) => respond(StatusCode::SERVICE_UNAVAILABLE, JSON, why.to_string()),
+            None => respond(StatusCode::OK, JSON, r#"{"ready":true}"#.into()),
+        },
         "/metrics" => match metrics {
             Some(render) => respond(
                 StatusCode::OK,

@@ -62,7 +62,19 @@ impl Running {
 
 /// Prepares every route of `config`; fails before anything is bound.
 pub fn prepare_routes(config: &Config) -> Result<Vec<Arc<Route>>, RouteError> {
-    config.routes.iter().map(Route::from_config).collect()
+    prepare_routes_with(config, None)
+}
+
+/// [`prepare_routes`], reporting token fetches to `metrics`.
+pub fn prepare_routes_with(
+    config: &Config,
+    metrics: Option<&Arc<Metrics>>,
+) -> Result<Vec<Arc<Route>>, RouteError> {
+    config
+        .routes
+        .iter()
+        .map(|r| Route::from_config(r, metrics))
+        .collect()
 }
 
 /// Prepares routes, binds the listeners and starts serving. Metrics go to `registry`, or to a
@@ -80,9 +92,9 @@ pub async fn start_with(
     registry: Option<prometheus::Registry>,
     extras: Extras,
 ) -> Result<Running, StartError> {
-    let routes = prepare_routes(config)?;
     let registry = registry.unwrap_or_default();
     let metrics = Metrics::new(&registry)?;
+    let routes = prepare_routes_with(config, Some(&metrics))?;
     for route in &routes {
         metrics.init_route(&route.name);
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::auth::flow::FlowConfig;
 use crate::auth::genesys::GenesysConfig;
 use crate::auth::resume::ResumeConfig;
 use crate::edge::EdgeConfig;
@@ -76,6 +77,9 @@ pub struct RouteConfig {
     /// Browser-side policy checked before the upgrade (origins, caps, rates, tickets).
     #[serde(default)]
     pub edge: EdgeConfig,
+    /// A declarative upstream flow (OAuth, HTTP steps, templated upstream URL).
+    #[serde(default)]
+    pub flow: Option<FlowConfig>,
     /// Resume tickets, so a reconnecting browser continues the same upstream session.
     #[serde(default)]
     pub resume: Option<ResumeConfig>,
@@ -263,6 +267,7 @@ impl Config {
                 path: "/".into(),
                 upstream: Some(upstream),
                 genesys: None,
+                flow: None,
                 edge: EdgeConfig::one_liner(Vec::new()),
                 resume: None,
                 upstream_origin: None,
@@ -299,7 +304,19 @@ impl Config {
                     format!("{} is used twice", route.path),
                 ));
             }
+            let upstreams = [
+                route.upstream.is_some(),
+                route.genesys.is_some(),
+                route.flow.is_some(),
+            ];
+            if upstreams.iter().filter(|given| **given).count() > 1 {
+                return Err(invalid(
+                    key("upstream"),
+                    "give exactly one of upstream, [genesys] or [flow]",
+                ));
+            }
             match (&route.upstream, &route.genesys) {
+                _ if route.flow.is_some() => {}
                 (Some(url), None) => {
                     if !matches!(url.scheme(), "ws" | "wss") {
                         return Err(invalid(key("upstream"), "must be a ws:// or wss:// URL"));

@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue, header};
 
+use crate::auth::flow::{self, PreparedFlow};
 use crate::auth::genesys::GenesysConfig;
 use crate::auth::resume::{ResumeConfig, ResumeKeys};
 use crate::config::RouteConfig;
 use crate::edge::EdgePolicy;
+use crate::metrics::Metrics;
 use crate::relay::RelayConfig;
 use crate::tls;
 use crate::upstream::UpstreamTarget;
@@ -26,6 +28,8 @@ pub struct Route {
     pub target: UpstreamTarget,
     /// The Genesys guest session flow, when the route uses the preset.
     pub genesys: Option<GenesysConfig>,
+    /// The declarative flow run per connection, when the route has one.
+    pub flow: Option<PreparedFlow>,
     /// Resume tickets: the keys and their settings.
     pub resume: Option<(ResumeKeys, ResumeConfig)>,
     /// Relay limits and timers.
@@ -43,8 +47,11 @@ pub struct RouteError {
 }
 
 impl Route {
-    /// Resolves a validated route config.
-    pub fn from_config(cfg: &RouteConfig) -> Result<Arc<Self>, RouteError> {
+    /// Resolves a validated route config; `metrics`, when given, sees token fetches.
+    pub fn from_config(
+        cfg: &RouteConfig,
+        metrics: Option<&Arc<Metrics>>,
+    ) -> Result<Arc<Self>, RouteError> {
         let fail = |problem: String| RouteError {
             route: cfg.name.clone(),
             problem,
@@ -60,10 +67,25 @@ impl Route {
                 .map_err(|_| fail("upstream_origin is not a valid header value".into()))?;
             headers.insert(header::ORIGIN, value);
         }
-        let url = match (&cfg.genesys, &cfg.upstream) {
-            (Some(g), _) => g.socket_url(),
-            (None, Some(url)) => url.clone(),
-            (None, None) => return Err(fail("no upstream (validate the config first)".into())),
+        let flow = match &cfg.flow {
+            Some(f) => {
+                let hook = metrics.map(|m| flow::metrics_hook(m.clone(), cfg.name.clone()));
+                Some(
+                    f.prepare("flow", cfg.extra_ca.as_deref(), hook)
+                        .map_err(fail)?,
+                )
+            }
+            None => None,
+        };
+        let url = match (&cfg.genesys, &cfg.upstream, &cfg.flow) {
+            (Some(g), _, _) => g.socket_url(),
+            (None, Some(url), _) => url.clone(),
+            // Replaced per connection by the flow's rendered URL.
+            (None, None, Some(f)) => url::Url::parse(&f.upstream.replace(['{', '}'], ""))
+                .map_err(|_| fail("flow.upstream: not a URL".into()))?,
+            (None, None, None) => {
+                return Err(fail("no upstream (validate the config first)".into()));
+            }
         };
         let ticket_key = match &cfg.edge.ticket {
             Some(ticket) => Some(
@@ -101,6 +123,7 @@ impl Route {
                 timeout: cfg.connect_timeout,
             },
             genesys: cfg.genesys.clone(),
+            flow,
             resume,
             relay,
         }))

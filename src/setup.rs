@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use crate::auth::flow::FlowError;
 use crate::auth::hello::{self, HelloError};
 use crate::auth::resume::{ResumeTicket, unix_now};
 use crate::close_code::{self, CloseCode};
@@ -35,6 +36,9 @@ pub enum SetupError {
     /// The hello exchange failed.
     #[error(transparent)]
     Hello(#[from] HelloError),
+    /// The declarative flow (token, steps, templates) failed.
+    #[error(transparent)]
+    Flow(#[from] FlowError),
 }
 
 impl SetupError {
@@ -49,6 +53,7 @@ impl SetupError {
             SetupError::Hello(HelloError::Timeout(_)) => close_code::UPSTREAM_TIMEOUT,
             SetupError::Hello(HelloError::Closed) => close_code::UPSTREAM_UNAVAILABLE,
             SetupError::Hello(HelloError::Invalid(_)) => close_code::UPSTREAM_BAD,
+            SetupError::Flow(e) => e.close_code(),
         }
     }
 
@@ -57,6 +62,7 @@ impl SetupError {
         match self {
             SetupError::Connect(e) => e.kind(),
             SetupError::Hello(e) => e.kind(),
+            SetupError::Flow(e) => e.kind(),
         }
     }
 }
@@ -92,8 +98,31 @@ pub async fn establish(
     browser: &BrowserRequest,
     metrics: &Metrics,
 ) -> Result<Established, SetupError> {
+    let flow_target;
+    let target = match &route.flow {
+        Some(flow) => {
+            let flow_started = Instant::now();
+            let rendered = flow.run(browser.query.as_deref()).await;
+            metrics.observe_setup_step(&route.name, "http_step", flow_started.elapsed());
+            if let Some(source) = flow.token_source()
+                && let Some(secs) = source.seconds_until_expiry()
+            {
+                metrics.set_token_expiry(
+                    &route.name,
+                    std::time::Duration::from_secs_f64(secs.max(0.0)),
+                );
+            }
+            let (url, headers) = rendered?;
+            let mut target = route.target.clone();
+            target.url = url;
+            target.headers.extend(headers);
+            flow_target = target;
+            &flow_target
+        }
+        None => &route.target,
+    };
     let started = Instant::now();
-    let conn = upstream::connect(&route.target).await;
+    let conn = upstream::connect(target).await;
     metrics.observe_setup_step(&route.name, "upstream_connect", started.elapsed());
     let conn = conn?;
     let mut leg = Leg {

@@ -10,6 +10,7 @@
 //!   time passed in.
 
 pub mod backoff;
+pub mod flow;
 pub mod genesys;
 pub mod hello;
 pub mod http_client;

@@ -6,7 +6,7 @@
   const TRANSCRIPT_KEY = "guestgate.transcript";
   const KEEPALIVE_MS = 30000; // app-level echo at most this often (Genesys's SDK does the same)
   const TYPING_EVERY_MS = 5000;
-  const MESSAGES_PER_SEC = 2; // Genesys's onMessage limit per session; typing events count too
+  const MESSAGES_PER_SEC = 2, WINDOW_MS = 1100; // Genesys: 2 onMessage/s per session (typing too)
   const BACKOFF_MIN_MS = 500, BACKOFF_MAX_MS = 15000;
   // Close code -> [what the guest reads, whether to reconnect by itself].
   const CLOSES = {
@@ -33,8 +33,9 @@
   const typing = $("typing");
 
   let ws = null, ready = false, attempt = 0, retryTimer = 0, typingTimer = 0, noticeTimer = 0;
-  let lastSentAt = 0, lastTypingAt = 0, outage = false, lastText = "", flushTimer = 0;
+  let lastSentAt = 0, lastTypingAt = 0, outage = false, flushTimer = 0, holdUntil = 0, seq = 0;
   const outbox = [], recent = []; // texts waiting to go; when recent onMessage requests went
+  const unacked = new Map(); // tracingId -> text sent but not yet echoed back by the upstream
   const seen = new Set();
   const transcript = [];
 
@@ -82,28 +83,32 @@
     return true;
   }
 
-  // onMessage requests left in this second's budget.
-  function budget() {
-    while (recent.length && Date.now() - recent[0] >= 1000) recent.shift();
-    return MESSAGES_PER_SEC - recent.length;
+  // Milliseconds until the next onMessage request fits the upstream's rate limit.
+  function nextSlotIn() {
+    const now = Date.now();
+    while (recent.length && now - recent[0] >= WINDOW_MS) recent.shift();
+    const byRate = recent.length < MESSAGES_PER_SEC ? 0 : WINDOW_MS - (now - recent[0]);
+    return Math.max(byRate, holdUntil - now, 0);
   }
 
-  function onMessage(message) {
-    if (!send({ action: "onMessage", message })) return false;
+  function onMessage(message, text) {
+    const tracingId = "gg-" + ++seq; // Genesys echoes it in the reply, 429 included
+    if (!send({ action: "onMessage", message, tracingId })) return false;
     recent.push(Date.now());
+    if (text != null) unacked.set(tracingId, text);
     return true;
   }
 
-  // Sends queued texts, paced to the upstream's rate limit; the rest wait for the next
-  // second, or for the session to be ready again.
+  // Sends queued texts in order, paced to the rate limit; the rest wait for a free slot, or
+  // for the session to be ready again.
   function flush() {
     clearTimeout(flushTimer);
-    while (outbox.length && ready && budget() > 0) {
-      lastText = outbox[0];
-      if (!onMessage({ type: "Text", text: outbox[0] })) break;
+    while (outbox.length && ready) {
+      const wait = nextSlotIn();
+      if (wait > 0) { flushTimer = setTimeout(flush, wait + 10); break; }
+      if (!onMessage({ type: "Text", text: outbox[0] }, outbox[0])) break;
       outbox.shift();
     }
-    if (outbox.length && ready) flushTimer = setTimeout(flush, Math.max(50, 1010 - (Date.now() - (recent[0] || 0))));
     if (outbox.length && !ws && !retryTimer) connect();
   }
 
@@ -125,14 +130,19 @@
     if (!m || typeof m !== "object") return;
     if (m.type === "guestgate" && m.class === "SessionReady") return onReady(m.body || {}, ticketSent);
     const body = m.body || {};
+    const mine = unacked.get(m.tracingId); // the text this frame answers, if any
+    unacked.delete(m.tracingId);
     switch (m.class) {
       case "StructuredMessage":
         if (m.type === "response") return; // the reply to our echo keepalive
         return onStructured(body);
       case "TooManyRequestsErrorMessage": {
         const wait = Number(body.retryAfter) || 1;
-        if (lastText && !input.value) input.value = lastText;
-        return showNotice(`You're sending messages too fast. Wait ${wait} s and send again.`, { code: 429, hideAfter: (wait + 3) * 1000 });
+        holdUntil = Date.now() + wait * 1000;
+        if (mine == null) return; // a typing event: not worth a retry
+        outbox.unshift(mine);
+        flush();
+        return showNotice(`Sending too fast: your message goes again in ${wait} s.`, { code: 429, hideAfter: (wait + 2) * 1000 });
       }
       case "SessionExpiredEvent":
         store(TICKET_KEY, null);
@@ -183,6 +193,7 @@
   function onClose(ev, ticketSent) {
     ws = null;
     ready = false;
+    unacked.clear();
     showTyping(0);
     let [text, retry] = CLOSES[ev.code] || [`Connection closed (code ${ev.code}). Reconnecting…`, true];
     if (ev.code === 4400 && ticketSent) {
@@ -213,7 +224,7 @@
   input.addEventListener("input", () => {
     const now = Date.now();
     // Typing is a nicety: send it only when it cannot delay a real message.
-    if (!input.value || now - lastTypingAt < TYPING_EVERY_MS || budget() < MESSAGES_PER_SEC) return;
+    if (!input.value || now - lastTypingAt < TYPING_EVERY_MS || nextSlotIn() > 0 || recent.length) return;
     if (onMessage({ type: "Event", events: [{ eventType: "Typing", typing: { type: "On" } }] })) lastTypingAt = now;
   });
   reconnectBtn.addEventListener("click", () => { attempt = 0; if (!ws) connect(); });
