@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod demo_page;
 pub mod edge;
+pub mod explain;
 pub mod handshake;
 pub mod metrics;
 pub mod mock;

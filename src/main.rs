@@ -140,9 +140,13 @@ fn main() -> ExitCode {
             }
             Command::Check { config } => match Config::load(&config) {
                 Ok(c) => match app::prepare_routes(&c) {
-                    Ok(_) => {
+                    Ok(routes) => {
                         println!("# {} is valid; effective configuration:", config.display());
                         print!("{}", toml::to_string_pretty(&c).expect("config serialises"));
+                        for route in &routes {
+                            println!();
+                            print!("{}", guestgate::explain::route(route));
+                        }
                         ExitCode::SUCCESS
                     }
                     Err(e) => config_error(e),

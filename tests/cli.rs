@@ -194,8 +194,10 @@ fn shipped_example_configs_are_valid() {
         let out = Command::new(BIN)
             .args(["check", "--config"])
             .arg(&path)
+            .env("VENDOR_CLIENT_SECRET", "example-secret-value")
             .output()
             .unwrap();
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("example-secret-value"));
         assert_eq!(
             out.status.code(),
             Some(0),
