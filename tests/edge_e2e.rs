@@ -92,3 +92,49 @@ async fn per_ip_connection_cap_is_released_when_a_connection_ends() {
     }
     assert!(admitted, "the slot was not released");
 }
+
+#[tokio::test]
+async fn site_ticket_is_required_and_verified_before_the_upgrade() {
+    let up = fake(FakeBehavior::Echo).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("ticket.key");
+    std::fs::write(&key_file, "a-shared-site-ticket-key-of-32-bytes!!").unwrap();
+    let mut config = config_for(&up.url());
+    config.routes[0].edge.ticket =
+        Some(toml::from_str(&format!("key = {{ file = \"{}\" }}", key_file.display())).unwrap());
+    let gg = gateway(&config).await;
+    let key = guestgate::secret::Secret::new("a-shared-site-ticket-key-of-32-bytes!!");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let good = guestgate::edge::mint_ticket(&key, now + 30, Some("default"));
+    let forged = guestgate::edge::mint_ticket(
+        &guestgate::secret::Secret::new("another-key-entirely-of-32-bytes!!!"),
+        now + 30,
+        Some("default"),
+    );
+    let expired = guestgate::edge::mint_ticket(&key, now - 30, Some("default"));
+    let other_route = guestgate::edge::mint_ticket(&key, now + 30, Some("elsewhere"));
+
+    let head = |q: String| async move {
+        let mut tcp = TcpStream::connect(gg.addr).await.unwrap();
+        let req = format!(
+            "GET /ws{q} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n = tokio::time::timeout(STEP, tcp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&buf[..12.min(n)]).into_owned()
+    };
+    assert_eq!(head(String::new()).await, "HTTP/1.1 403");
+    assert_eq!(head(format!("?ticket={forged}")).await, "HTTP/1.1 403");
+    assert_eq!(head(format!("?ticket={expired}")).await, "HTTP/1.1 403");
+    assert_eq!(head(format!("?ticket={other_route}")).await, "HTTP/1.1 403");
+    assert_eq!(up.accepted(), 0);
+    assert_eq!(head(format!("?ticket={good}")).await, "HTTP/1.1 101");
+}
