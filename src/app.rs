@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::metrics::{self, Metrics};
 use crate::route::{Route, RouteError};
 use crate::server::{self, DrainReport, Extras, Gateway};
+use crate::tls_server::ReloadingCert;
 
 /// Why guestgate could not start.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,9 @@ pub enum StartError {
     /// A route's settings could not be prepared (TLS files, header values).
     #[error(transparent)]
     Route(#[from] RouteError),
+    /// The browser listener's certificate could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] crate::tls_server::CertError),
     /// The metrics could not be registered.
     #[error("registering metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -95,6 +99,10 @@ pub async fn start_with(
     let registry = registry.unwrap_or_default();
     let metrics = Metrics::new(&registry)?;
     let routes = prepare_routes_with(config, Some(&metrics))?;
+    let certificate = match &config.server.tls {
+        Some(tls) => Some(ReloadingCert::load(tls)?),
+        None => None,
+    };
     for route in &routes {
         metrics.init_route(&route.name);
     }
@@ -111,10 +119,14 @@ pub async fn start_with(
     let admin_addr = admin_listener
         .local_addr()
         .expect("bound listener has an address");
-    let gateway = Gateway::new(config.server.clone(), routes, metrics, extras);
+    let admin_stop = CancellationToken::new();
+    let acceptor = certificate.map(|cert| {
+        tokio::spawn(cert.clone().watch(admin_stop.clone()));
+        tokio_rustls::TlsAcceptor::from(cert.server_config())
+    });
+    let gateway = Gateway::new(config.server.clone(), routes, metrics, extras, acceptor);
     let render: admin::MetricsRenderer = Arc::new(move || metrics::render(&registry));
     let stop = CancellationToken::new();
-    let admin_stop = CancellationToken::new();
     tokio::spawn(admin::run(
         admin_listener,
         gateway.clone(),

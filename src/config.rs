@@ -14,6 +14,7 @@ use crate::auth::genesys::GenesysConfig;
 use crate::auth::resume::ResumeConfig;
 use crate::edge::EdgeConfig;
 use crate::relay::{Limits, RelayConfig};
+use crate::tls_server::TlsServerConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -43,6 +44,8 @@ pub struct ServerConfig {
     /// On SIGTERM/SIGINT, how long relays get to close before they are cut.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// TLS for browsers (`wss://` straight to guestgate); reloaded when the files change.
+    pub tls: Option<TlsServerConfig>,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +56,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            tls: None,
         }
     }
 }

@@ -21,4 +21,5 @@ pub mod server;
 pub mod session;
 pub mod setup;
 pub mod tls;
+pub mod tls_server;
 pub mod upstream;

@@ -174,6 +174,7 @@ async fn serve(config: Config) -> ExitCode {
     let running = match app::start(&config, None).await {
         Ok(r) => r,
         Err(app::StartError::Route(e)) => return config_error(e),
+        Err(app::StartError::Tls(e)) => return config_error(e),
         Err(e) => {
             error!("{e}");
             eprintln!("guestgate: {e}");

@@ -60,6 +60,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// Demo additions.
     pub extras: Extras,
+    /// TLS on the browser listener, when configured.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Browser connections currently held (handshaking or relaying).
     pub open_connections: AtomicUsize,
     next_id: AtomicU64,
@@ -72,12 +74,14 @@ impl Gateway {
         routes: Vec<Arc<Route>>,
         metrics: Arc<Metrics>,
         extras: Extras,
+        tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> Arc<Self> {
         Arc::new(Self {
             settings,
             routes,
             metrics,
             extras,
+            tls,
             draining: AtomicBool::new(false),
             open_connections: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
@@ -187,6 +191,7 @@ struct Upgrade {
 }
 
 /// Runs hyper on one TCP connection; if it upgrades, runs the session in the same task.
+/// Accepts TLS first when the listener has it, then serves HTTP on the stream.
 async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -194,6 +199,25 @@ async fn serve_connection(
     stop: &CancellationToken,
 ) {
     let _ = tcp.set_nodelay(true);
+    let Some(acceptor) = &gateway.tls else {
+        return serve_http(tcp, peer, gateway, stop).await;
+    };
+    let accepted = tokio::select! {
+        _ = stop.cancelled() => return,
+        accepted = tokio::time::timeout(gateway.settings.handshake_timeout, acceptor.accept(tcp)) => accepted,
+    };
+    match accepted {
+        Ok(Ok(tls)) => serve_http(tls, peer, gateway, stop).await,
+        Ok(Err(e)) => debug!(%peer, error = %e, "browser tls handshake failed"),
+        Err(_) => debug!(%peer, "browser tls handshake timed out"),
+    }
+}
+
+/// Runs hyper on one browser stream; if it upgrades, runs the session in the same task.
+async fn serve_http<S>(io: S, peer: SocketAddr, gateway: &Arc<Gateway>, stop: &CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, rx) = oneshot::channel::<Upgrade>();
     let tx = std::sync::Mutex::new(Some(tx));
     let service = service_fn(|req: Request<Incoming>| {
@@ -206,7 +230,7 @@ async fn serve_connection(
             .timer(TokioTimer::new())
             .header_read_timeout(gateway.settings.handshake_timeout)
             .max_buf_size(16 * 1024)
-            .serve_connection(TokioIo::new(tcp), service)
+            .serve_connection(TokioIo::new(io), service)
             .with_upgrades(),
     );
     tokio::select! {
@@ -224,7 +248,7 @@ async fn serve_connection(
         Ok(upgraded) => upgraded,
         Err(e) => return debug!(error = %e, "browser upgrade did not complete"),
     };
-    let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+    let Ok(parts) = upgraded.downcast::<TokioIo<S>>() else {
         return warn!("upgraded browser stream has an unexpected type");
     };
     let browser = Leg {
