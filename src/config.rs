@@ -142,6 +142,9 @@ pub struct RelaySettings {
     /// How long a close handshake may take.
     #[serde(with = "humantime_serde")]
     pub close_timeout: Duration,
+    /// How often a live connection's traffic is added to the metrics.
+    #[serde(with = "humantime_serde")]
+    pub metrics_flush_interval: Duration,
 }
 
 impl Default for RelaySettings {
@@ -158,6 +161,7 @@ impl Default for RelaySettings {
             upstream_ping_interval: d.upstream_ping.unwrap_or_default(),
             write_stall_timeout: d.write_stall,
             close_timeout: d.close_timeout,
+            metrics_flush_interval: d.metrics_flush,
         }
     }
 }
@@ -181,6 +185,7 @@ impl RelaySettings {
             upstream_ping: nonzero(self.upstream_ping_interval),
             write_stall: self.write_stall_timeout,
             close_timeout: self.close_timeout,
+            metrics_flush: self.metrics_flush_interval,
         }
     }
 }
@@ -410,6 +415,7 @@ impl RelaySettings {
             ("idle_timeout", self.idle_timeout),
             ("write_stall_timeout", self.write_stall_timeout),
             ("close_timeout", self.close_timeout),
+            ("metrics_flush_interval", self.metrics_flush_interval),
         ] {
             if d.is_zero() {
                 return Err(invalid(key(name), "must be more than 0s"));

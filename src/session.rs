@@ -1,6 +1,7 @@
 //! One browser connection after its upgrade: open the upstream leg, relay, and record how it
 //! ended. Upstream failures reach the browser as a close frame with a documented code.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -11,7 +12,7 @@ use crate::close_code::{self, CloseCode};
 use crate::edge::SetupGuard;
 use crate::metrics::Metrics;
 use crate::relay::frame::OwnFrame;
-use crate::relay::{self, Leg, Pump, PumpConfig, Side};
+use crate::relay::{self, Leg, LiveStats, Pump, PumpConfig, PumpStats, RelayExtras, Side};
 use crate::route::Route;
 use crate::setup::{self, BrowserRequest};
 
@@ -63,14 +64,42 @@ pub async fn run<S>(
             return;
         }
     }
-    let report = relay::relay_with(
+    let live = (
+        Arc::new(LiveStats::default()),
+        Arc::new(LiveStats::default()),
+    );
+    let extras = RelayExtras {
+        transform: established.transform,
+        live: Some(live.clone()),
+    };
+    let relay = relay::relay_with(
         browser,
         established.upstream,
         &route.relay,
-        established.transform,
+        extras,
         shutdown,
-    )
-    .await;
+    );
+    tokio::pin!(relay);
+    // Long chats show up in the traffic metrics while they last, not only when they end.
+    let mut flushed = Flushed::default();
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + route.relay.metrics_flush,
+        route.relay.metrics_flush,
+    );
+    let report = loop {
+        tokio::select! {
+            report = &mut relay => break report,
+            _ = tick.tick() => {
+                flushed.flush(metrics, &route.name, live.0.snapshot(), live.1.snapshot());
+            }
+        }
+    };
+    flushed.flush(
+        metrics,
+        &route.name,
+        report.from_browser,
+        report.from_upstream,
+    );
     record(metrics, &route.name, &report);
     info!(
         route = %route.name,
@@ -87,15 +116,42 @@ pub async fn run<S>(
     );
 }
 
-/// Adds one finished relay to the metrics: traffic counted locally by the pumps is flushed here
-/// once, so the hot path never touches shared counters.
-fn record(metrics: &Metrics, route: &str, report: &relay::RelayReport) {
-    for (direction, stats) in [
-        ("browser_to_upstream", report.from_browser),
-        ("upstream_to_browser", report.from_upstream),
-    ] {
-        metrics.record_traffic(route, direction, stats.frames, stats.messages, stats.bytes);
+/// Traffic already added to the metrics for one connection. The pumps count locally and
+/// publish per-connection totals; only the deltas reach the shared counters, every
+/// `relay.metrics_flush_interval` and at the end, so the hot path never touches a shared cache line.
+#[derive(Default)]
+struct Flushed {
+    from_browser: PumpStats,
+    from_upstream: PumpStats,
+}
+
+impl Flushed {
+    fn flush(
+        &mut self,
+        metrics: &Metrics,
+        route: &str,
+        from_browser: PumpStats,
+        from_upstream: PumpStats,
+    ) {
+        for (direction, now, before) in [
+            ("browser_to_upstream", from_browser, &mut self.from_browser),
+            (
+                "upstream_to_browser",
+                from_upstream,
+                &mut self.from_upstream,
+            ),
+        ] {
+            let delta = now.since(before);
+            if delta != PumpStats::default() {
+                metrics.record_traffic(route, direction, delta.frames, delta.messages, delta.bytes);
+            }
+            *before = now;
+        }
     }
+}
+
+/// Adds one finished relay's close and outcome to the metrics.
+fn record(metrics: &Metrics, route: &str, report: &relay::RelayReport) {
     metrics.record_close(route, report.closer.as_str(), report.code_to_browser);
     let outcome = if report.why == "guestgate is shutting down" {
         "shutdown"

@@ -369,3 +369,47 @@ async fn connections_that_never_upgrade_release_their_slot() {
     let report = tokio::time::timeout(STEP, gg.wait()).await.unwrap();
     assert_eq!(report.aborted, 0);
 }
+
+#[tokio::test]
+async fn traffic_of_a_live_connection_reaches_the_metrics_before_it_ends() {
+    let up = fake(FakeBehavior::Echo).await;
+    let mut config = config_for(&up.url());
+    config.routes[0].relay.metrics_flush_interval = Duration::from_millis(200);
+    let gg = gateway(&config).await;
+    let mut c = RawClient::connect(gg.addr, "").await;
+    for _ in 0..3 {
+        c.send(true, 2, &[7; 100], MASK).await;
+        c.frame().await.unwrap();
+    }
+    let want = r#"guestgate_messages_total{direction="browser_to_upstream",route="default"} 3"#;
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = http_get(gg.admin_addr, "/metrics").await.1;
+        if text.contains(want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(text.contains(want), "{text}");
+    assert!(
+        text.contains(r#"guestgate_connections_open{route="default"} 1"#),
+        "still open"
+    );
+    // Closing adds only what is new: the close frame, not the messages again.
+    c.send(true, 8, &close_payload(1000, ""), MASK).await;
+    c.close_frame().await;
+    for _ in 0..50 {
+        text = http_get(gg.admin_addr, "/metrics").await.1;
+        if text.contains(r#"guestgate_connections_open{route="default"} 0"#) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(text.contains(want), "{text}");
+    assert!(
+        text.contains(
+            r#"guestgate_frames_total{direction="browser_to_upstream",route="default"} 4"#
+        ),
+        "{text}"
+    );
+}

@@ -10,6 +10,7 @@ mod lease;
 pub mod pump;
 pub mod rewrite;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::close_code::{self, CloseCode};
 pub use frame::{Limits, Side, Violation};
-pub use pump::{Pump, PumpConfig, PumpEnd, PumpStats};
+pub use pump::{LiveStats, Pump, PumpConfig, PumpEnd, PumpStats};
 pub use rewrite::MessageTransform;
 
 /// Relay settings shared by every connection of a route.
@@ -40,6 +41,8 @@ pub struct RelayConfig {
     pub write_stall: Duration,
     /// How long a close handshake may take before the connection is dropped.
     pub close_timeout: Duration,
+    /// How often a live connection's traffic is added to the shared metrics.
+    pub metrics_flush: Duration,
 }
 
 impl Default for RelayConfig {
@@ -58,6 +61,7 @@ impl Default for RelayConfig {
             upstream_ping: Some(Duration::from_secs(30)),
             write_stall: Duration::from_secs(30),
             close_timeout: Duration::from_secs(5),
+            metrics_flush: Duration::from_secs(10),
         }
     }
 }
@@ -132,15 +136,24 @@ where
     B: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    relay_with(browser, upstream, cfg, None, shutdown).await
+    relay_with(browser, upstream, cfg, RelayExtras::default(), shutdown).await
 }
 
-/// [`relay`], with browser messages rewritten by `transform` (the slow path) when given.
+/// Per-connection additions to a relay.
+#[derive(Default)]
+pub struct RelayExtras {
+    /// Rewrites browser messages (the slow path) when given.
+    pub transform: Option<Box<dyn MessageTransform>>,
+    /// Where each direction publishes its running totals: (from browser, from upstream).
+    pub live: Option<(Arc<LiveStats>, Arc<LiveStats>)>,
+}
+
+/// [`relay`] with per-connection additions.
 pub async fn relay_with<B, U>(
     browser: Leg<B>,
     upstream: Leg<U>,
     cfg: &RelayConfig,
-    transform: Option<Box<dyn MessageTransform>>,
+    extras: RelayExtras,
     shutdown: &CancellationToken,
 ) -> RelayReport
 where
@@ -164,14 +177,19 @@ where
         upstream_wr,
         pump_cfg(Side::Browser, cfg.browser_limits, cfg.upstream_ping),
     );
-    if let Some(transform) = transform {
+    if let Some(transform) = extras.transform {
         up = up.with_transform(transform);
     }
+
     let mut down = Pump::new(
         upstream_rd,
         browser_wr,
         pump_cfg(Side::Upstream, cfg.upstream_limits, cfg.browser_ping),
     );
+    if let Some((from_browser, from_upstream)) = extras.live {
+        up = up.with_live_stats(from_browser);
+        down = down.with_live_stats(from_upstream);
+    }
 
     let (source, end) = tokio::select! {
         end = up.run(shutdown) => (Side::Browser, end),

@@ -70,6 +70,45 @@ pub struct PumpStats {
     pub bytes: u64,
 }
 
+/// Totals a pump publishes for readers outside the relay (periodic metrics flushes). Stores
+/// are relaxed and happen once per read, on a cache line only this connection writes.
+#[derive(Debug, Default)]
+pub struct LiveStats {
+    frames: std::sync::atomic::AtomicU64,
+    messages: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+impl LiveStats {
+    /// The totals published so far.
+    pub fn snapshot(&self) -> PumpStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        PumpStats {
+            frames: self.frames.load(Relaxed),
+            messages: self.messages.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+        }
+    }
+
+    fn publish(&self, stats: &PumpStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.frames.store(stats.frames, Relaxed);
+        self.messages.store(stats.messages, Relaxed);
+        self.bytes.store(stats.bytes, Relaxed);
+    }
+}
+
+impl PumpStats {
+    /// What was added since `earlier`.
+    pub fn since(&self, earlier: &PumpStats) -> PumpStats {
+        PumpStats {
+            frames: self.frames - earlier.frames,
+            messages: self.messages - earlier.messages,
+            bytes: self.bytes - earlier.bytes,
+        }
+    }
+}
+
 /// One relay direction. See the module docs.
 pub struct Pump<R, W> {
     src: R,
@@ -100,6 +139,7 @@ pub struct Pump<R, W> {
     rewrite: Option<Box<Reassembly>>,
     last_read: Instant,
     stats: PumpStats,
+    live: Option<std::sync::Arc<LiveStats>>,
 }
 
 impl<R, W> Pump<R, W>
@@ -128,12 +168,19 @@ where
             rewrite: None,
             last_read: Instant::now(),
             stats: PumpStats::default(),
+            live: None,
         }
     }
 
     /// Puts this direction on the slow path: every data message goes through `transform`.
     pub fn with_transform(mut self, transform: Box<dyn MessageTransform>) -> Self {
         self.rewrite = Some(Box::new(Reassembly::new(transform)));
+        self
+    }
+
+    /// Publishes the pump's totals to `live` after every read.
+    pub fn with_live_stats(mut self, live: std::sync::Arc<LiveStats>) -> Self {
+        self.live = Some(live);
         self
     }
 
@@ -176,6 +223,9 @@ where
             }
             if !self.need_more && self.scan < self.filled {
                 self.scan_some();
+                if let Some(live) = &self.live {
+                    live.publish(&self.stats);
+                }
                 continue;
             }
             // Everything scanned is written: keep only an incomplete unit, at the front.
