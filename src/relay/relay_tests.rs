@@ -431,7 +431,10 @@ fn start_with_transform(cfg: RelayConfig) -> Harness {
             Leg::new(browser_far),
             Leg::new(upstream_far),
             &cfg,
-            Some(t),
+            RelayExtras {
+                transform: Some(t),
+                live: None,
+            },
             &token,
         )
         .await
