@@ -9,6 +9,9 @@
 //! - sends Genesys Web Messaging requests without `token` and without `configureSession`
 //!   (guestgate configures the upstream session and adds the token): `onMessage` with
 //!   `Text`, typing `Event`s (at most one per 5 s), and an `echo` keepalive at most every 30 s;
+//! - paces `onMessage` to Genesys's 2 per second per session (typing events only when they
+//!   cannot delay a text) and tags each with a `tracingId`, so a text answered with a 429
+//!   `TooManyRequestsErrorMessage` is sent again after `retryAfter`;
 //! - stores the ticket from guestgate's own first frame,
 //!   `{"type":"guestgate","class":"SessionReady","body":{"resumeTicket":..,"newSession":..}}`,
 //!   and notes "Session resumed" when `newSession` is false;
@@ -16,9 +19,10 @@
 //!   upstream's echo is the only copy, so nothing is shown twice), `Outbound` as the agent's,
 //!   typing events as "Agent is typing…"; 429 and error frames as a notice;
 //! - explains every close code guestgate sends in a notice banner and reconnects with
-//!   exponential backoff and jitter (0.5 s doubling up to 15 s) on the retryable ones; 1000,
-//!   1008, 4401, 4403 and 4408 wait for the guest (a Reconnect button, or sending a message);
-//!   4400 after a resume attempt drops the ticket and starts a new conversation.
+//!   exponential backoff and jitter (0.5 s doubling up to 15 s, longer after 4429) on the
+//!   retryable ones; 1000, 1008, 4401, 4403, 4408 and a 4400 on a fresh connection wait for
+//!   the guest (a Reconnect button, or sending a message); 4400 after a resume attempt drops
+//!   the ticket and starts a new conversation.
 //!
 //! Key elements carry `data-testid` attributes for the browser test in `e2e/`.
 
