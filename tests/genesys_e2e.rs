@@ -239,3 +239,76 @@ async fn tampered_ticket_starts_a_fresh_session_instead_of_failing() {
         "{metrics}"
     );
 }
+
+/// A log sink shared with the test.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn session_token_appears_in_no_log_line_metric_or_browser_byte() {
+    let logs = Captured::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || sink.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    // One thread, so every task logs through this test's subscriber.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (token, browser_saw, admin) = rt.block_on(async {
+        let fake = fake_genesys(FakeGenesysConfig::default()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("resume.key");
+        std::fs::write(&key_file, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
+        let gg = gateway(&with_resume(&fake.url(), &key_file)).await;
+        let mut c = RawClient::connect(gg.addr, "").await;
+        let (_, mut seen) = read_until(&mut c, |v| v["class"] == "SessionReady").await;
+        let msg = json!({"action":"onMessage","message":{"type":"Text","text":"canary"}});
+        c.send(true, 1, msg.to_string().as_bytes(), MASK).await;
+        let (_, more) = read_until(&mut c, |v| {
+            v["body"]["direction"] == "Outbound" && v["body"]["type"] == "Text"
+        })
+        .await;
+        seen.extend(more);
+        c.send(true, 1, br#"{"action":"getJwt"}"#, MASK).await;
+        let (_, reason) = c.close_frame().await;
+        seen.push(reason);
+        c.send(true, 8, &close_payload(1008, ""), MASK).await;
+        let admin = [
+            http_get(gg.admin_addr, "/metrics").await.1,
+            http_get(gg.admin_addr, "/readyz").await.1,
+        ]
+        .join("\n");
+        gg.shutdown();
+        gg.wait().await;
+        (fake.tokens_seen()[0].clone(), seen.join("\n"), admin)
+    });
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("connection ended"),
+        "logs were captured:\n{logs}"
+    );
+    for (what, text) in [
+        ("logs", &logs),
+        ("browser", &browser_saw),
+        ("admin", &admin),
+    ] {
+        assert!(
+            !text.contains(&token),
+            "the session token appeared in {what}:\n{text}"
+        );
+    }
+}
