@@ -255,10 +255,20 @@ async fn upgrade(
     for (name, value) in &target.headers {
         request.headers_mut().append(name, value.clone());
     }
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|_| bad("no valid http response to the upgrade request"))?;
+    let response = sender.send_request(request).await.map_err(|e| {
+        if e.is_parse() || e.is_parse_status() {
+            bad("no valid http response to the upgrade request")
+        } else {
+            // Reset, EOF or closed before a response: the upstream is not there, not wrong.
+            UpstreamError::Connect {
+                host: host.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "connection closed before the upgrade response",
+                ),
+            }
+        }
+    })?;
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         conn.abort();
         return Err(UpstreamError::Refused {

@@ -54,8 +54,9 @@ impl Default for RelayConfig {
         Self {
             browser_limits: limits,
             upstream_limits: limits,
-            // Large reads halve the syscalls for big messages; idle connections hold none.
-            buffer_size: 128 << 10,
+            // Large reads cut the syscalls for big messages; idle connections hold none. Kept
+            // below glibc's 128 KiB mmap threshold, which otherwise makes freed buffers stick.
+            buffer_size: 64 << 10,
             idle_timeout: Duration::from_secs(120),
             browser_ping: Some(Duration::from_secs(30)),
             upstream_ping: Some(Duration::from_secs(30)),
@@ -285,11 +286,10 @@ where
             Some(idle_to(source)),
             Some(idle_to_other(source)),
         ),
-        PumpEnd::DestinationFailed(_) | PumpEnd::DestinationStalled => (
-            "write to the other leg failed or stalled",
-            Some(lost(dest)),
-            None,
-        ),
+        PumpEnd::DestinationFailed(_) => ("write to the other leg failed", Some(lost(dest)), None),
+        PumpEnd::DestinationStalled => {
+            ("write to the other leg stalled", Some(stalled(dest)), None)
+        }
         PumpEnd::Refused(reason) => (
             reason,
             Some(CloseCode {
@@ -364,6 +364,14 @@ fn lost(side: Side) -> CloseCode {
     match side {
         Side::Browser => close_code::BROWSER_GONE,
         Side::Upstream => close_code::UPSTREAM_LOST,
+    }
+}
+
+/// What the other leg hears when writes to `side` stopped making progress.
+fn stalled(side: Side) -> CloseCode {
+    match side {
+        Side::Browser => close_code::BROWSER_GONE,
+        Side::Upstream => close_code::UPSTREAM_TIMEOUT,
     }
 }
 
