@@ -315,8 +315,8 @@ impl Conn<'_> {
         }
     }
 
-    /// How many of `n` bytes read in `dir` may pass before the fault triggers; counts them.
-    /// `None` when the fault does not watch `dir`.
+    /// How many of `n` bytes read in `dir` may pass before the fault triggers (all of them
+    /// when the fault does not watch `dir`); counts them as forwarded.
     fn reserve(&self, dir: Dir, n: u64) -> u64 {
         let allowed = match self.fault.trigger() {
             Some((limit, watched)) if watched == dir || watched == Dir::Both => {
@@ -403,7 +403,12 @@ async fn serve(client: TcpStream, fault: Fault, shared: &Shared, cancel: &Cancel
 }
 
 /// Moves bytes from `rd` to `wr` under the connection's fault.
-async fn forward(rd: &mut OwnedReadHalf, wr: &mut OwnedWriteHalf, dir: Dir, conn: &Conn<'_>) -> End {
+async fn forward(
+    rd: &mut OwnedReadHalf,
+    wr: &mut OwnedWriteHalf,
+    dir: Dir,
+    conn: &Conn<'_>,
+) -> End {
     if let Fault::Latency(delay) = conn.fault {
         return delayed(rd, wr, dir, delay, conn).await;
     }
