@@ -12,11 +12,12 @@
 mod naive;
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use guestgate::relay::frame::{self, Limits, MessageState, Side};
-use guestgate::relay::{Leg, RelayConfig, relay};
+use guestgate::relay::{Leg, LiveStats, RelayConfig, RelayExtras, relay, relay_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
 use tokio::runtime::Runtime;
 use tokio_tungstenite::WebSocketStream;
@@ -56,6 +57,8 @@ fn browser_batch(size: usize, count: usize) -> Vec<u8> {
 #[derive(Clone, Copy)]
 enum Impl {
     Guestgate,
+    /// guestgate with per-connection live traffic counters, as `serve` runs it for metrics.
+    GuestgateMetrics,
     Naive,
 }
 
@@ -71,6 +74,22 @@ async fn start(which: Impl) -> (DuplexStream, DuplexStream, tokio::task::JoinHan
             let leg_b = Leg::new(relay_browser_side);
             let leg_u = Leg::new(relay_upstream_side);
             black_box(relay(leg_b, leg_u, &cfg, &stop).await);
+        }),
+        Impl::GuestgateMetrics => tokio::spawn(async move {
+            let cfg = RelayConfig::default();
+            let stop = CancellationToken::new();
+            let leg_b = Leg::new(relay_browser_side);
+            let leg_u = Leg::new(relay_upstream_side);
+            let live = (
+                Arc::new(LiveStats::default()),
+                Arc::new(LiveStats::default()),
+            );
+            let extras = RelayExtras {
+                transform: None,
+                live: Some(live.clone()),
+            };
+            black_box(relay_with(leg_b, leg_u, &cfg, extras, &stop).await);
+            black_box(live.0.snapshot());
         }),
         Impl::Naive => tokio::spawn(async move {
             let b = WebSocketStream::from_raw_socket(relay_browser_side, Role::Server, None).await;
@@ -141,7 +160,11 @@ fn relay_throughput(c: &mut Criterion) {
     for (size, count, label) in CASES {
         let batch = browser_batch(size, count);
         group.throughput(Throughput::Bytes((size * count) as u64));
-        for (which, name) in [(Impl::Guestgate, "guestgate"), (Impl::Naive, "naive")] {
+        for (which, name) in [
+            (Impl::Guestgate, "guestgate"),
+            (Impl::GuestgateMetrics, "guestgate_metrics"),
+            (Impl::Naive, "naive"),
+        ] {
             group.bench_with_input(BenchmarkId::new(name, label), &batch, |b, batch| {
                 b.to_async(&rt)
                     .iter_custom(|iters| run_batches(which, batch, iters));
