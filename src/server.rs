@@ -199,15 +199,21 @@ async fn serve_connection(
     stop: &CancellationToken,
 ) {
     let _ = tcp.set_nodelay(true);
+    // Each variant is boxed so the task keeps room only for the one it runs (the TLS state is
+    // large, and a plain connection should not pay for it).
     let Some(acceptor) = &gateway.tls else {
-        return serve_http(tcp, peer, gateway, stop).await;
+        return Box::pin(serve_http(tcp, peer, gateway, stop)).await;
     };
+    let handshake = Box::pin(tokio::time::timeout(
+        gateway.settings.handshake_timeout,
+        acceptor.accept(tcp),
+    ));
     let accepted = tokio::select! {
         _ = stop.cancelled() => return,
-        accepted = tokio::time::timeout(gateway.settings.handshake_timeout, acceptor.accept(tcp)) => accepted,
+        accepted = handshake => accepted,
     };
     match accepted {
-        Ok(Ok(tls)) => serve_http(tls, peer, gateway, stop).await,
+        Ok(Ok(tls)) => Box::pin(serve_http(Box::new(tls), peer, gateway, stop)).await,
         Ok(Err(e)) => debug!(%peer, error = %e, "browser tls handshake failed"),
         Err(_) => debug!(%peer, "browser tls handshake timed out"),
     }
