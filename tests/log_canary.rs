@@ -1,0 +1,104 @@
+//! Secret canary for the Genesys preset, in its own test binary so the global log subscriber
+//! sees every line: the session token appears in no log line, metric, readiness body or byte
+//! the browser receives.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use guestgate::mock::genesys::{FakeGenesys, FakeGenesysConfig};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+async fn read_until(c: &mut RawClient, want: impl Fn(&Value) -> bool) -> (Value, Vec<String>) {
+    let mut seen = Vec::new();
+    loop {
+        let (_, payload) = c.frame().await.expect("connection ended");
+        let text = String::from_utf8(payload).unwrap();
+        seen.push(text.clone());
+        let v: Value = serde_json::from_str(&text).unwrap();
+        if want(&v) {
+            return (v, seen);
+        }
+    }
+}
+
+/// A log sink shared with the test.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn session_token_appears_in_no_log_line_metric_or_browser_byte() {
+    let logs = Captured::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || sink.clone())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber)
+        .expect("the only subscriber in this binary");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (token, browser_saw, admin) = rt.block_on(async {
+        let fake = FakeGenesys::start(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            FakeGenesysConfig::default(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("resume.key");
+        std::fs::write(&key_file, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
+        let any = "127.0.0.1:0".parse().unwrap();
+        let mut config = guestgate::demo::demo_config(any, any, &fake.url(), Some(&key_file));
+        config.server.shutdown_grace = Duration::from_secs(3);
+        let gg = gateway(&config).await;
+        let mut c = RawClient::connect(gg.addr, "").await;
+        let (_, mut seen) = read_until(&mut c, |v| v["class"] == "SessionReady").await;
+        let msg = json!({"action":"onMessage","message":{"type":"Text","text":"canary"}});
+        c.send(true, 1, msg.to_string().as_bytes(), MASK).await;
+        let (_, more) = read_until(&mut c, |v| {
+            v["body"]["direction"] == "Outbound" && v["body"]["type"] == "Text"
+        })
+        .await;
+        seen.extend(more);
+        c.send(true, 1, br#"{"action":"getJwt"}"#, MASK).await;
+        let (_, reason) = c.close_frame().await;
+        seen.push(reason);
+        c.send(true, 8, &close_payload(1008, ""), MASK).await;
+        let admin = [
+            http_get(gg.admin_addr, "/metrics").await.1,
+            http_get(gg.admin_addr, "/readyz").await.1,
+        ]
+        .join("\n");
+        gg.shutdown();
+        gg.wait().await;
+        (fake.tokens_seen()[0].clone(), seen.join("\n"), admin)
+    });
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("connection ended"),
+        "logs were captured:\n{logs}"
+    );
+    for (what, text) in [
+        ("logs", &logs),
+        ("browser", &browser_saw),
+        ("admin", &admin),
+    ] {
+        assert!(
+            !text.contains(&token),
+            "the session token appeared in {what}:\n{text}"
+        );
+    }
+}
