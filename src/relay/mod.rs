@@ -321,6 +321,15 @@ where
         set_code(dest, Some(c.code));
         sent_to_dest = true;
     }
+    // A misbehaving browser first gets what the upstream still had in flight for it (say,
+    // the echo of its last valid message): relay until the upstream answers our close.
+    if sent_to_dest
+        && source == Side::Browser
+        && matches!(end, PumpEnd::Violation(_) | PumpEnd::Refused(_))
+        && other.relay_until_close(cfg.close_timeout).await
+    {
+        sent_to_dest = false; // its close reply is already read
+    }
     if let Some(c) = to_source
         && other.send_close(c.code, c.reason).await
     {

@@ -135,6 +135,8 @@ pub struct Pump<R, W> {
     end: Option<PumpEnd>,
     /// Drain mode: read and discard until a close frame or EOF.
     discard: bool,
+    /// Keep the source's close frame instead of forwarding it (guestgate answers for itself).
+    hold_close: bool,
     /// Slow path: data messages are reassembled and rewritten instead of forwarded.
     rewrite: Option<Box<Reassembly>>,
     last_read: Instant,
@@ -165,6 +167,7 @@ where
             own: None,
             end: None,
             discard: false,
+            hold_close: false,
             rewrite: None,
             last_read: Instant::now(),
             stats: PumpStats::default(),
@@ -283,6 +286,19 @@ where
             Ok(PumpEnd::CloseForwarded(code)) => code,
             _ => None,
         }
+    }
+
+    /// Keeps relaying until the source sends its close frame, which is not forwarded, for at
+    /// most `limit`. Returns whether the close arrived. Used after guestgate closed the source
+    /// on behalf of a misbehaving destination, so what the source still had in flight (the
+    /// answer to the destination's last valid message) is delivered first.
+    pub async fn relay_until_close(&mut self, limit: Duration) -> bool {
+        self.hold_close = true;
+        let never = CancellationToken::new();
+        matches!(
+            tokio::time::timeout(limit, self.run(&never)).await,
+            Ok(PumpEnd::CloseForwarded(_))
+        )
     }
 
     /// Ends the destination's write side (TCP FIN, TLS close_notify), bounded by the stall
@@ -425,8 +441,11 @@ where
                 true
             }
             Kind::Close => {
+                if self.hold_close && self.out_start < self.out_end {
+                    return false; // write what precedes it first
+                }
                 self.stats.frames += 1;
-                self.advance(len, true);
+                self.advance(len, !self.hold_close);
                 self.stop(PumpEnd::CloseForwarded(frame::close_code(&payload[..n])));
                 false
             }

@@ -495,3 +495,32 @@ async fn slow_path_refusal_closes_the_browser_with_1008() {
         "browser connection failed"
     );
 }
+
+#[tokio::test]
+async fn misbehaving_browser_gets_the_upstreams_in_flight_reply_before_1002() {
+    let mut h = start(cfg());
+    h.browser
+        .write_all(&frame(true, 1, b"valid", MASK))
+        .await
+        .unwrap();
+    read_frame(&mut h.upstream).await;
+    h.browser
+        .write_all(&frame(true, 1, b"unmasked", None))
+        .await
+        .unwrap();
+    // The upstream hears 1001 first, still sends its reply, then answers the close.
+    expect_close(&mut h.upstream, 1001).await;
+    h.upstream
+        .write_all(&frame(true, 1, b"echo: valid", None))
+        .await
+        .unwrap();
+    h.upstream
+        .write_all(&frame(true, 8, &close_payload(1001, ""), None))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_frame(&mut h.browser).await,
+        (1, b"echo: valid".to_vec())
+    );
+    assert_eq!(expect_close(&mut h.browser, 1002).await, "protocol error");
+}
