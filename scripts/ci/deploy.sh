@@ -124,7 +124,7 @@ fi
 # --- 3. the ConfigMap's guestgate.toml through `guestgate check` --------------------------
 echo "deploy: cargo build --bin guestgate"
 if cargo build --quiet --bin guestgate; then
-    GG=$ROOT/target/debug/guestgate
+    GG=${CARGO_TARGET_DIR:-$ROOT/target}/debug/guestgate
     mkdir -p "$tmp/secrets"
     python3 -c 'import sys, yaml; sys.stdout.write(yaml.safe_load(open(sys.argv[1]))["data"]["guestgate.toml"])' \
         "$K8S/configmap.yaml" > "$tmp/guestgate.toml"
