@@ -83,7 +83,10 @@ fn parse_checked(b: &[u8]) -> Option<Header> {
     };
     let reserved = matches!(opcode, 3..=7 | 11..=15);
     match parsed {
-        Ok(None) => panic!("complete header {:02x?} reported as incomplete", &b[..header_len]),
+        Ok(None) => panic!(
+            "complete header {:02x?} reported as incomplete",
+            &b[..header_len]
+        ),
         Err(Violation::TooBig(_)) => panic!("parse_header must not apply limits"),
         Err(Violation::Protocol(_)) => {
             assert!(
@@ -94,7 +97,10 @@ fn parse_checked(b: &[u8]) -> Option<Header> {
             None
         }
         Ok(Some(h)) => {
-            assert!(rsv == 0 && !reserved && payload_len >> 63 == 0, "{h:?} accepted");
+            assert!(
+                rsv == 0 && !reserved && payload_len >> 63 == 0,
+                "{h:?} accepted"
+            );
             assert!(h.header_len <= b.len());
             assert_eq!(h.header_len, header_len);
             assert_eq!(h.payload_len, payload_len);
@@ -128,8 +134,7 @@ fn check_header_stream(mut b: &[u8], side: Side, limits: Limits) {
                 return Err(true);
             }
             if h.kind != Kind::Data {
-                if !h.fin || h.payload_len > 125 || (h.kind == Kind::Close && h.payload_len == 1)
-                {
+                if !h.fin || h.payload_len > 125 || (h.kind == Kind::Close && h.payload_len == 1) {
                     return Err(true);
                 }
                 return Ok(false);
@@ -185,7 +190,9 @@ fn check_encode_round_trip(b: &[u8]) {
     let payload = &rest[..rest.len().min(70_000)];
     let mut out = Vec::new();
     frame::encode(&mut out, fin, opcode, payload, mask);
-    let h = parse_header(&out).expect("encode wrote a valid header").expect("complete");
+    let h = parse_header(&out)
+        .expect("encode wrote a valid header")
+        .expect("complete");
     assert_eq!((h.fin, h.opcode, h.mask), (fin, opcode, mask));
     assert_eq!(h.payload_len, payload.len() as u64);
     assert_eq!(h.frame_len(), out.len() as u64);
@@ -208,7 +215,9 @@ fn check_own_frames(b: &[u8]) {
         let own = OwnFrame::close(code, &reason, to);
         let bytes = own.as_bytes();
         assert!(bytes.len() <= frame::MAX_OWN_FRAME);
-        let h = parse_header(bytes).expect("own close parses").expect("complete");
+        let h = parse_header(bytes)
+            .expect("own close parses")
+            .expect("complete");
         assert_eq!(h.frame_len(), bytes.len() as u64);
         // An own frame toward `to` must pass the checks of the pump that reads from `to`'s
         // peer role: masked toward the upstream (we are its client), unmasked toward the browser.
@@ -216,7 +225,13 @@ fn check_own_frames(b: &[u8]) {
             Side::Upstream => Side::Browser,
             Side::Browser => Side::Upstream,
         };
-        let mut state = MessageState::new(reader, Limits { max_frame: 125, max_message: 125 });
+        let mut state = MessageState::new(
+            reader,
+            Limits {
+                max_frame: 125,
+                max_message: 125,
+            },
+        );
         assert_eq!(state.admit(&h), Ok(false));
         assert_eq!(h.kind, Kind::Close);
         let (payload, n) = frame::control_payload(bytes, &h);
@@ -227,7 +242,11 @@ fn check_own_frames(b: &[u8]) {
         while !reason.is_char_boundary(cut) {
             cut -= 1;
         }
-        assert_eq!(sent.len(), cut, "reason cut at the last boundary within 123 bytes");
+        assert_eq!(
+            sent.len(),
+            cut,
+            "reason cut at the last boundary within 123 bytes"
+        );
 
         let ping = OwnFrame::ping(to);
         let h = parse_header(ping.as_bytes()).unwrap().unwrap();

@@ -2,9 +2,11 @@
 //!
 //! The relay runs over `tokio::io::duplex` pipes on a current-thread runtime with a paused
 //! clock (timeouts fire as soon as everything is idle), small limits and no pings. The fake
-//! upstream only reads. Input: byte 0 picks the limits, buffer size, pipe size and whether the
-//! browser hangs up after its bytes or stays silent (then the idle timeout ends the relay);
-//! byte 1 picks the write chunk sizes; the rest is the browser's byte stream.
+//! upstream reads everything and, if byte 0 says so, answers the first close frame it reads
+//! with a message still "in flight" and its own close. Input: byte 0 picks the limits, buffer
+//! size, pipe size, whether the browser hangs up after its bytes or stays silent (then the
+//! idle timeout ends the relay) and whether the upstream answers; byte 1 picks the write chunk
+//! sizes; the rest is the browser's byte stream.
 //!
 //! Invariants:
 //! - no panic, and the relay returns (within an hour of virtual time);
@@ -13,8 +15,10 @@
 //!   payload, which the relay consumes by design), then exactly one close frame of
 //!   guestgate's own (masked, from `close_code::ALL`) unless the browser's close went
 //!   through or the browser hung up inside a data frame (then part of that frame, no close);
-//! - the browser receives nothing but at most one close frame of guestgate's own
-//!   (unmasked): 1002 after a protocol violation, 1009 after a limit;
+//! - the browser receives at most one close: guestgate's own (unmasked; 1002 after a protocol
+//!   violation, 1009 after a limit) or, when the browser's close went through, the answering
+//!   upstream's; the answering upstream's in-flight message arrives before it exactly when
+//!   the close handshake completed or the browser misbehaved, and never otherwise;
 //! - the report agrees with the wire: close codes both ways, bytes counted <= bytes sent.
 
 #![no_main]
@@ -66,13 +70,19 @@ fuzz_target!(|data: &[u8]| {
     };
     let pipe = [16usize, 257, 1 << 16][(ctl >> 4 & 3) as usize % 3];
     let hang_up = ctl & 0x40 == 0;
+    let answers = ctl & 0x80 != 0;
 
     let run = RT.with(|rt| {
         rt.borrow()
-            .block_on(run_relay(input, cfg, pipe, chunking, hang_up))
+            .block_on(run_relay(input, cfg, pipe, chunking, hang_up, answers))
     });
-    check(input, &cfg, &run);
+    check(input, &cfg, answers, &run);
 });
+
+/// What an answering upstream sends once it has read a close frame: a text message that was
+/// still in flight, then its close reply (1000 "bye"), both unmasked (server frames).
+const IN_FLIGHT: &[u8] = b"\x81\x09in flight";
+const UPSTREAM_CLOSE: &[u8] = b"\x88\x05\x03\xe8bye";
 
 struct Run {
     report: RelayReport,
@@ -80,16 +90,29 @@ struct Run {
     to_browser: Vec<u8>,
 }
 
-async fn run_relay(input: &[u8], cfg: RelayConfig, pipe: usize, chunking: u8, hang_up: bool) -> Run {
+async fn run_relay(
+    input: &[u8],
+    cfg: RelayConfig,
+    pipe: usize,
+    chunking: u8,
+    hang_up: bool,
+    answers: bool,
+) -> Run {
     let (browser, browser_far) = tokio::io::duplex(pipe);
     let (upstream, upstream_far) = tokio::io::duplex(pipe);
     let (mut browser_rd, mut browser_wr) = tokio::io::split(browser);
-    let (mut upstream_rd, upstream_wr) = tokio::io::split(upstream);
+    let (mut upstream_rd, mut upstream_wr) = tokio::io::split(upstream);
     let shutdown = CancellationToken::new();
     let done = CancellationToken::new();
 
     let relayed = async {
-        let report = relay(Leg::new(browser_far), Leg::new(upstream_far), &cfg, &shutdown).await;
+        let report = relay(
+            Leg::new(browser_far),
+            Leg::new(upstream_far),
+            &cfg,
+            &shutdown,
+        )
+        .await;
         done.cancel();
         report
     };
@@ -118,9 +141,23 @@ async fn run_relay(input: &[u8], cfg: RelayConfig, pipe: usize, chunking: u8, ha
         got
     };
     let upstream_reads = async {
-        let _hold = upstream_wr; // the upstream never writes, and never hangs up first
+        // Reads everything; never hangs up first. When answering, replies once to the first
+        // close frame it reads (the browser's, relayed, or guestgate's own).
         let mut got = Vec::new();
-        let _ = upstream_rd.read_to_end(&mut got).await;
+        let mut buf = [0u8; 4096];
+        let mut replied = !answers;
+        loop {
+            match upstream_rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+            if !replied && has_close(&got) {
+                replied = true;
+                let reply = [IN_FLIGHT, UPSTREAM_CLOSE].concat();
+                let _ = upstream_wr.write_all(&reply).await;
+            }
+        }
+        drop(upstream_wr);
         got
     };
     let all = async { tokio::join!(relayed, browser_writes, browser_reads, upstream_reads) };
@@ -210,7 +247,21 @@ fn expected(input: &[u8], cfg: &RelayConfig) -> Expected {
     }
 }
 
-fn check(input: &[u8], cfg: &RelayConfig, run: &Run) {
+/// Whether the client frames in `b` include a complete close frame.
+fn has_close(mut b: &[u8]) -> bool {
+    while let Ok(Some(h)) = parse_header(b) {
+        if h.frame_len() > b.len() as u64 {
+            return false;
+        }
+        if h.kind == Kind::Close {
+            return true;
+        }
+        b = &b[h.frame_len() as usize..];
+    }
+    false
+}
+
+fn check(input: &[u8], cfg: &RelayConfig, answers: bool, run: &Run) {
     let e = expected(input, cfg);
     let up = &run.to_upstream;
     let r = &run.report;
@@ -236,7 +287,11 @@ fn check(input: &[u8], cfg: &RelayConfig, run: &Run) {
     // Upstream: every complete forwardable frame, then guestgate's close unless the browser's
     // own close went through; or, when the browser hung up inside a data frame, part of it.
     let k = e.boundary;
-    assert!(up.len() >= k && up[..k] == e.bytes[..k], "forwarded bytes differ: {}", ctx());
+    assert!(
+        up.len() >= k && up[..k] == e.bytes[..k],
+        "forwarded bytes differ: {}",
+        ctx()
+    );
     let own_to_upstream = if up.len() == k {
         None
     } else if let Some(code) = own_close(&up[k..], Side::Upstream) {
@@ -251,41 +306,106 @@ fn check(input: &[u8], cfg: &RelayConfig, run: &Run) {
     };
     let mid_frame = up.len() > k && own_to_upstream.is_none();
     if e.closed.is_some() {
-        assert!(own_to_upstream.is_none(), "own close after the browser's: {}", ctx());
-        assert_eq!(r.code_to_upstream, e.closed.unwrap(), "relayed close code: {}", ctx());
+        assert!(
+            own_to_upstream.is_none(),
+            "own close after the browser's: {}",
+            ctx()
+        );
+        assert_eq!(
+            r.code_to_upstream,
+            e.closed.unwrap(),
+            "relayed close code: {}",
+            ctx()
+        );
     } else if !mid_frame {
-        assert!(own_to_upstream.is_some(), "upstream was not told: {}", ctx());
+        assert!(
+            own_to_upstream.is_some(),
+            "upstream was not told: {}",
+            ctx()
+        );
     }
     if own_to_upstream.is_some() {
-        assert_eq!(r.code_to_upstream, own_to_upstream, "code_to_upstream: {}", ctx());
+        assert_eq!(
+            r.code_to_upstream,
+            own_to_upstream,
+            "code_to_upstream: {}",
+            ctx()
+        );
     }
 
-    // Browser: the upstream never wrote, so at most guestgate's own close, which must match
-    // the violation.
-    let own_to_browser = if run.to_browser.is_empty() {
-        None
+    // Browser: the upstream writes nothing, or (when answering) only after it read a close:
+    // so at most the in-flight message, then one close, the upstream's or guestgate's own.
+    let b = &run.to_browser[..];
+    let in_flight = answers && b.starts_with(IN_FLIGHT);
+    let b = if in_flight { &b[IN_FLIGHT.len()..] } else { b };
+    let (upstream_close, own_to_browser) = if b.is_empty() {
+        (false, None)
+    } else if answers && b == UPSTREAM_CLOSE {
+        (true, None)
     } else {
-        Some(own_close(&run.to_browser, Side::Browser).unwrap_or_else(|| {
-            panic!("browser got more than one own close: {:02x?}: {}", run.to_browser, ctx())
-        }))
+        let own = own_close(b, Side::Browser).unwrap_or_else(|| {
+            panic!(
+                "browser got more than one close: {:02x?}: {}",
+                run.to_browser,
+                ctx()
+            )
+        });
+        (false, Some(own))
     };
-    assert_eq!(r.code_to_browser, own_to_browser, "code_to_browser: {}", ctx());
+    let code_on_wire = if upstream_close {
+        Some(1000)
+    } else {
+        own_to_browser
+    };
+    assert_eq!(
+        r.code_to_browser,
+        code_on_wire,
+        "code_to_browser: {}",
+        ctx()
+    );
     match e.violation {
-        Some(protocol) if e.closed.is_none() => assert_eq!(
+        Some(protocol) => assert_eq!(
             own_to_browser,
             Some(if protocol { 1002 } else { 1009 }),
             "violation close: {}",
             ctx()
         ),
-        _ => assert!(
+        None => assert!(
             !matches!(own_to_browser, Some(1002 | 1009)),
             "violation close without a violation: {}",
             ctx()
         ),
     }
+    if answers && e.closed.is_some() {
+        // The close handshake completes: the upstream's answer reaches the browser whole.
+        assert!(
+            in_flight && upstream_close,
+            "upstream's answer not relayed: {}",
+            ctx()
+        );
+    } else if answers && e.violation.is_some() {
+        // What the upstream had in flight comes first, then guestgate's 1002/1009; the
+        // upstream's close reply (to guestgate's own close) is not forwarded.
+        assert!(
+            in_flight,
+            "in-flight message lost after a violation: {}",
+            ctx()
+        );
+    } else {
+        assert!(
+            !in_flight && !upstream_close,
+            "unexpected upstream bytes: {}",
+            ctx()
+        );
+    }
 
     assert!(r.from_browser.bytes <= input.len() as u64);
-    assert_eq!(r.from_upstream.bytes, 0);
+    let upstream_sent = if answers {
+        IN_FLIGHT.len() + UPSTREAM_CLOSE.len()
+    } else {
+        0
+    };
+    assert!(r.from_upstream.bytes <= upstream_sent as u64);
 }
 
 /// If `b` is exactly one close frame guestgate writes toward `to`, its code.
