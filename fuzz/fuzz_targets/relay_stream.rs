@@ -305,18 +305,13 @@ fn check(input: &[u8], cfg: &RelayConfig, answers: bool, run: &Run) {
         None
     };
     let mid_frame = up.len() > k && own_to_upstream.is_none();
-    if e.closed.is_some() {
+    if let Some(code) = e.closed {
         assert!(
             own_to_upstream.is_none(),
             "own close after the browser's: {}",
             ctx()
         );
-        assert_eq!(
-            r.code_to_upstream,
-            e.closed.unwrap(),
-            "relayed close code: {}",
-            ctx()
-        );
+        assert_eq!(r.code_to_upstream, code, "relayed close code: {}", ctx());
     } else if !mid_frame {
         assert!(
             own_to_upstream.is_some(),

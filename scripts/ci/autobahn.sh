@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Autobahn protocol conformance: runs the Autobahn test cases of categories 1-7 and 10 with
 # kosoku (PyPI, pinned with hashes in conformance/requirements.txt) against
-#   1. a tokio-tungstenite echo server alone (conformance/echo: guestgate's FakeUpstream, Echo),
+#   1. a tokio-tungstenite echo server alone (conformance/echo, set up like mock::FakeUpstream
+#      with FakeBehavior::Echo but independent of the guestgate crate),
 #   2. `guestgate serve` relaying to that same echo server,
 # and fails when any case through guestgate does worse than conformance/expected.json.
-# Prints `autobahn: N passed, M failed`. Reports: target/autobahn/reports/{direct,guestgate}/.
+# Ends with `autobahn: cases through guestgate: N passed, M failed; against ...: W worse, B
+# better`. Reports: target/autobahn/reports/{direct,guestgate}/.
 #
 # Usage: bash scripts/ci/autobahn.sh            check against conformance/expected.json
 #        bash scripts/ci/autobahn.sh --record   rewrite conformance/expected.json from this run
