@@ -35,12 +35,24 @@ struct Harness {
 }
 
 fn start(cfg: RelayConfig) -> Harness {
+    start_with(cfg, RelayExtras::default())
+}
+
+/// A relay between two in-memory pipes, with per-connection additions.
+fn start_with(cfg: RelayConfig, extras: RelayExtras) -> Harness {
     let (browser, browser_far) = tokio::io::duplex(1 << 16);
     let (upstream, upstream_far) = tokio::io::duplex(1 << 16);
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let relay = tokio::spawn(async move {
-        relay(Leg::new(browser_far), Leg::new(upstream_far), &cfg, &token).await
+        relay_with(
+            Leg::new(browser_far),
+            Leg::new(upstream_far),
+            &cfg,
+            extras,
+            &token,
+        )
+        .await
     });
     Harness {
         browser,
@@ -421,30 +433,14 @@ impl MessageTransform for Upper {
 }
 
 fn start_with_transform(cfg: RelayConfig) -> Harness {
-    let (browser, browser_far) = tokio::io::duplex(1 << 16);
-    let (upstream, upstream_far) = tokio::io::duplex(1 << 16);
-    let shutdown = CancellationToken::new();
-    let token = shutdown.clone();
-    let relay = tokio::spawn(async move {
-        let t: Box<dyn MessageTransform> = Box::new(Upper);
-        relay_with(
-            Leg::new(browser_far),
-            Leg::new(upstream_far),
-            &cfg,
-            RelayExtras {
-                transform: Some(t),
-                live: None,
-            },
-            &token,
-        )
-        .await
-    });
-    Harness {
-        browser,
-        upstream,
-        relay,
-        shutdown,
-    }
+    let transform: Box<dyn MessageTransform> = Box::new(Upper);
+    start_with(
+        cfg,
+        RelayExtras {
+            transform: Some(transform),
+            live: None,
+        },
+    )
 }
 
 #[tokio::test]
