@@ -7,12 +7,17 @@
         HTML/JSON reports to DIR, if given).
 
     autobahn.py check RESULTS.json --expected expected.json [--direct DIRECT.json]
+                      [--label LABEL] [--direct-label NAME]
         Compares a run with the expected verdicts. Exit status 1 when any case got worse than
         expected (or is missing); cases that got better are listed as hints to refresh the
-        file. With --direct, also lists where the relay differs from the echo server alone.
+        file. With --direct, also lists where the relay differs from the echo server alone
+        (called NAME in the output, default "echo alone").
+        Ends with `autobahn: LABEL: N passed, M failed; against EXPECTED: W worse, B better`
+        (LABEL defaults to "cases through guestgate").
 
-    autobahn.py record RESULTS.json --expected expected.json
-        Rewrites expected.json from a run (after a deliberate change; review the diff).
+    autobahn.py record RESULTS.json --expected expected.json [--upstream TEXT]
+        Rewrites expected.json from a run (after a deliberate change; review the diff). TEXT
+        names the upstream in the file's comment (default "an echo upstream").
 
     autobahn.py table RESULTS.json [--direct DIRECT.json]
         Prints the Markdown summary table used in README.md.
@@ -144,7 +149,8 @@ def summary_line(name: str, cases: dict[str, dict]) -> str:
     return f"{name}: {ok} passed, {len(cases) - ok} failed"
 
 
-def check(results_path: str, expected_path: str, direct_path: str | None) -> int:
+def check(results_path: str, expected_path: str, direct_path: str | None,
+          label: str = "cases through guestgate", direct_label: str = "echo alone") -> int:
     got = cases_of(load(results_path))
     expected = cases_of(load(expected_path))
     worse, better = [], []
@@ -174,7 +180,7 @@ def check(results_path: str, expected_path: str, direct_path: str | None) -> int
 
     if direct_path:
         direct = cases_of(load(direct_path))
-        print(summary_line("autobahn (echo alone)", direct))
+        print(summary_line(f"autobahn ({direct_label})", direct))
         differ = [
             c
             for c in sorted(direct, key=case_key)
@@ -183,7 +189,7 @@ def check(results_path: str, expected_path: str, direct_path: str | None) -> int
             != (direct[c]["behavior"], direct[c]["behaviorClose"])
         ]
         if differ:
-            print(f"  through guestgate, {len(differ)} cases differ from the echo alone:")
+            print(f"  through guestgate, {len(differ)} cases differ from the {direct_label}:")
 
             def change(c: str) -> tuple:
                 d, g = direct[c], got[c]
@@ -196,20 +202,22 @@ def check(results_path: str, expected_path: str, direct_path: str | None) -> int
             for (db, dc, gb, gc, code), ids in sorted(groups.items(), key=lambda kv: -len(kv[1])):
                 print(f"    {len(ids):3} x echo {db}/{dc} -> guestgate {gb}/{gc} (close {code}):"
                       f" {compress_ids(ids)}")
+        else:
+            print(f"  through guestgate, every case has the same verdicts as the {direct_label}")
     if better:
-        print(f"{len(better)} cases did better than conformance/expected.json. After a"
+        print(f"{len(better)} cases did better than {expected_path}. After a"
               " deliberate change, refresh it with `bash scripts/ci/autobahn.sh --record` and"
               " review the diff (a case that only sometimes does better must stay as it is):")
         for item in better:
             print(show(*item))
     if worse:
-        print(f"{len(worse)} cases did WORSE than conformance/expected.json:")
+        print(f"{len(worse)} cases did WORSE than {expected_path}:")
         for item in worse:
             print(show(*item))
     missing = {c: {"behavior": "MISSING", "behaviorClose": "MISSING"}
                for c in expected if c not in got}
-    verdicts = summary_line("cases through guestgate", {**got, **missing})
-    print(f"autobahn: {verdicts}; against conformance/expected.json:"
+    verdicts = summary_line(label, {**got, **missing})
+    print(f"autobahn: {verdicts}; against {expected_path}:"
           f" {len(worse)} worse, {len(better)} better")
     return 1 if worse else 0
 
@@ -234,13 +242,13 @@ def compress_ids(ids: list[str]) -> str:
 # ------------------------------------------------------------------------------ record, table
 
 
-def record(results_path: str, expected_path: str) -> int:
+def record(results_path: str, expected_path: str, upstream: str = "an echo upstream") -> int:
     doc = load(results_path)
     cases = sorted(cases_of(doc).items(), key=lambda kv: case_key(kv[0]))
     lines = [
         "{",
         '  "_comment": "Autobahn verdicts (message / closing handshake) of guestgate relaying to'
-        " an echo upstream, from scripts/ci/autobahn.sh. CI fails when a case does worse than"
+        f" {upstream}, from scripts/ci/autobahn.sh. CI fails when a case does worse than"
         " recorded here. Refresh with `bash scripts/ci/autobahn.sh --record` and review the"
         ' diff.",',
         f'  "kosoku": {json.dumps(doc.get("kosoku"))},',
@@ -311,9 +319,12 @@ def main() -> int:
     c.add_argument("results")
     c.add_argument("--expected", required=True)
     c.add_argument("--direct")
+    c.add_argument("--label", default="cases through guestgate")
+    c.add_argument("--direct-label", default="echo alone")
     rec = sub.add_parser("record")
     rec.add_argument("results")
     rec.add_argument("--expected", required=True)
+    rec.add_argument("--upstream", default="an echo upstream")
     t = sub.add_parser("table")
     t.add_argument("results")
     t.add_argument("--direct")
@@ -321,9 +332,9 @@ def main() -> int:
     if a.cmd == "run":
         return asyncio.run(run(a.url, a.out, a.reports))
     if a.cmd == "check":
-        return check(a.results, a.expected, a.direct)
+        return check(a.results, a.expected, a.direct, a.label, a.direct_label)
     if a.cmd == "record":
-        return record(a.results, a.expected)
+        return record(a.results, a.expected, a.upstream)
     return table(a.results, a.direct)
 
 

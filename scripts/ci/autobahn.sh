@@ -4,13 +4,19 @@
 #   1. a tokio-tungstenite echo server alone (conformance/echo, set up like mock::FakeUpstream
 #      with FakeBehavior::Echo but independent of the guestgate crate),
 #   2. `guestgate serve` relaying to that same echo server,
-# and fails when any case through guestgate does worse than conformance/expected.json.
-# Ends with `autobahn: cases through guestgate: N passed, M failed; against ...: W worse, B
-# better`. Reports: target/autobahn/reports/{direct,guestgate}/.
+#   3. `guestgate serve` relaying to a second echo server in --fail-with-close mode (it answers
+#      invalid UTF-8 with close 1007 and protocol errors with 1002, RFC 6455 7.1.7, where the
+#      default echo drops TCP),
+# and fails when any case of run 2 does worse than conformance/expected.json or any case of
+# run 3 does worse than conformance/expected-rfc-close.json. Ends with two lines
+# `autobahn: cases through guestgate...: N passed, M failed; against ...: W worse, B better`.
+# Reports: target/autobahn/reports/{direct,guestgate,guestgate-rfc-close}/.
 #
-# Usage: bash scripts/ci/autobahn.sh            check against conformance/expected.json
-#        bash scripts/ci/autobahn.sh --record   rewrite conformance/expected.json from this run
-#        bash scripts/ci/autobahn.sh --table    also print the README summary table
+# Usage: bash scripts/ci/autobahn.sh            check against the expected files
+#        bash scripts/ci/autobahn.sh --record   rewrite both expected files from this run
+#        bash scripts/ci/autobahn.sh --table    also print the README summary tables
+#        bash scripts/ci/autobahn.sh --direct-rfc-close   also run the cases against the
+#                                               --fail-with-close echo alone (not checked)
 # AUTOBAHN_PROFILE=dev tests a debug build instead of the release build (reuses what
 # `cargo test` compiled; same verdicts). Needs python3 (>= 3.10) with pip; installs kosoku into
 # target/autobahn/py (no venv, no root).
@@ -19,11 +25,13 @@ cd "$(dirname "$0")/../.."
 
 mode="check"
 table=0
+direct_rfc=0
 for arg in "$@"; do
   case "$arg" in
     --record) mode="record" ;;
     --table) table=1 ;;
-    *) echo "usage: $0 [--record] [--table]" >&2; exit 2 ;;
+    --direct-rfc-close) direct_rfc=1 ;;
+    *) echo "usage: $0 [--record] [--table] [--direct-rfc-close]" >&2; exit 2 ;;
   esac
 done
 
@@ -101,18 +109,34 @@ wait_port() {
   return 1
 }
 
-echo_port=$(free_port)
-"$bin/guestgate-echo" "127.0.0.1:$echo_port" >"$out/echo.log" 2>&1 &
-pids+=($!)
-wait_port "$echo_port" "${pids[-1]}" "echo upstream" || { cat "$out/echo.log" >&2; exit 1; }
+# start_echo NAME [FLAGS]: sets echo_port; start_guestgate NAME UPSTREAM_PORT: sets gg_port.
+start_echo() {
+  local name=$1
+  shift
+  echo_port=$(free_port)
+  "$bin/guestgate-echo" "$@" "127.0.0.1:$echo_port" >"$out/$name.log" 2>&1 &
+  pids+=($!)
+  wait_port "$echo_port" "${pids[-1]}" "$name upstream" || { cat "$out/$name.log" >&2; exit 1; }
+}
+start_guestgate() {
+  local name=$1 upstream_port=$2 admin_port
+  gg_port=$(free_port)
+  admin_port=$(free_port)
+  "$bin/guestgate" serve --upstream "ws://127.0.0.1:$upstream_port/" \
+    --listen "127.0.0.1:$gg_port" --admin-listen "127.0.0.1:$admin_port" \
+    >"$out/$name.log" 2>&1 &
+  pids+=($!)
+  wait_port "$gg_port" "${pids[-1]}" "$name" || { cat "$out/$name.log" >&2; exit 1; }
+}
 
-gg_port=$(free_port)
-admin_port=$(free_port)
-"$bin/guestgate" serve --upstream "ws://127.0.0.1:$echo_port/" \
-  --listen "127.0.0.1:$gg_port" --admin-listen "127.0.0.1:$admin_port" \
-  >"$out/guestgate.log" 2>&1 &
-pids+=($!)
-wait_port "$gg_port" "${pids[-1]}" "guestgate" || { cat "$out/guestgate.log" >&2; exit 1; }
+start_echo echo
+plain_echo_port=$echo_port
+start_guestgate guestgate "$plain_echo_port"
+plain_gg_port=$gg_port
+start_echo echo-rfc-close --fail-with-close
+rfc_echo_port=$echo_port
+start_guestgate guestgate-rfc-close "$rfc_echo_port"
+rfc_gg_port=$gg_port
 
 # --- runs -------------------------------------------------------------------------------------
 run_cases() {
@@ -122,23 +146,49 @@ run_cases() {
   timeout 300 "$python" conformance/autobahn.py run "$url" "$out/results-$name.json" \
     --reports "$out/reports/$name"
 }
+runs=3
 echo "Autobahn 1-7, 10 against the echo alone"
-run_cases direct "ws://127.0.0.1:$echo_port/"
+run_cases direct "ws://127.0.0.1:$plain_echo_port/"
+if [ "$direct_rfc" = 1 ]; then
+  echo "Autobahn 1-7, 10 against the --fail-with-close echo alone"
+  run_cases direct-rfc-close "ws://127.0.0.1:$rfc_echo_port/"
+  runs=4
+fi
 echo "Autobahn 1-7, 10 through guestgate"
-run_cases guestgate "ws://127.0.0.1:$gg_port/"
+run_cases guestgate "ws://127.0.0.1:$plain_gg_port/"
+echo "Autobahn 1-7, 10 through guestgate to the --fail-with-close echo"
+run_cases guestgate-rfc-close "ws://127.0.0.1:$rfc_gg_port/"
 
+rfc_upstream="the echo upstream in --fail-with-close mode (close 1007 on invalid UTF-8, 1002 on"
+rfc_upstream+=" a protocol error)"
+# Run 3 is compared with the --fail-with-close echo alone when that ran, else with run 1.
+rfc_direct=("$out/results-direct.json" "echo alone")
+if [ "$direct_rfc" = 1 ]; then
+  rfc_direct=("$out/results-direct-rfc-close.json" "--fail-with-close echo alone")
+fi
 status=0
 if [ "$mode" = record ]; then
   "$python" conformance/autobahn.py record "$out/results-guestgate.json" \
     --expected conformance/expected.json
+  "$python" conformance/autobahn.py record "$out/results-guestgate-rfc-close.json" \
+    --expected conformance/expected-rfc-close.json --upstream "$rfc_upstream"
 else
+  # Both checks run (and print) even when the first fails.
   "$python" conformance/autobahn.py check "$out/results-guestgate.json" \
-    --expected conformance/expected.json --direct "$out/results-direct.json" || status=$?
+    --expected conformance/expected.json --direct "$out/results-direct.json" || status=1
+  "$python" conformance/autobahn.py check "$out/results-guestgate-rfc-close.json" \
+    --expected conformance/expected-rfc-close.json \
+    --direct "${rfc_direct[0]}" --direct-label "${rfc_direct[1]}" \
+    --label "cases through guestgate to the --fail-with-close echo" || status=1
 fi
 if [ "$table" = 1 ]; then
+  echo "through guestgate to the echo:"
   "$python" conformance/autobahn.py table "$out/results-guestgate.json" \
     --direct "$out/results-direct.json"
+  echo "through guestgate to the --fail-with-close echo:"
+  "$python" conformance/autobahn.py table "$out/results-guestgate-rfc-close.json" \
+    --direct "${rfc_direct[0]}"
 fi
-echo "autobahn: took $((SECONDS - started)) s ($((SECONDS - built)) s for the two runs);" \
+echo "autobahn: took $((SECONDS - started)) s ($((SECONDS - built)) s for the $runs runs);" \
   "reports in $out/reports/"
 exit "$status"
