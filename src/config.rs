@@ -127,6 +127,9 @@ pub struct RelaySettings {
     pub upstream_max_message_bytes: u64,
     /// Read buffer size per active direction (idle connections hold none).
     pub buffer_bytes: usize,
+    /// Move large payloads between plain TCP legs with splice(2) instead of copying them
+    /// (Linux; ignored elsewhere and on TLS legs).
+    pub splice: bool,
     /// A leg silent this long is closed.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
@@ -156,6 +159,7 @@ impl Default for RelaySettings {
             upstream_max_frame_bytes: d.upstream_limits.max_frame,
             upstream_max_message_bytes: d.upstream_limits.max_message,
             buffer_bytes: d.buffer_size,
+            splice: d.splice,
             idle_timeout: d.idle_timeout,
             browser_ping_interval: d.browser_ping.unwrap_or_default(),
             upstream_ping_interval: d.upstream_ping.unwrap_or_default(),
@@ -180,6 +184,7 @@ impl RelaySettings {
                 max_message: self.upstream_max_message_bytes,
             },
             buffer_size: self.buffer_bytes,
+            splice: self.splice,
             idle_timeout: self.idle_timeout,
             browser_ping: nonzero(self.browser_ping_interval),
             upstream_ping: nonzero(self.upstream_ping_interval),

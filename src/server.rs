@@ -222,7 +222,7 @@ async fn serve_connection(
 /// Runs hyper on one browser stream; if it upgrades, runs the session in the same task.
 async fn serve_http<S>(io: S, peer: SocketAddr, gateway: &Arc<Gateway>, stop: &CancellationToken)
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: crate::relay::Transport,
 {
     let (tx, rx) = oneshot::channel::<Upgrade>();
     let tx = std::sync::Mutex::new(Some(tx));

@@ -26,7 +26,7 @@ pub async fn run<S>(
     shutdown: &CancellationToken,
     metrics: &Metrics,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: relay::Transport,
 {
     let _open = metrics.open_connection(&route.name);
     let started = Instant::now();
@@ -72,7 +72,7 @@ pub async fn run<S>(
         transform: established.transform,
         live: Some(live.clone()),
     };
-    let relay = relay::relay_with(
+    let relay = relay::relay_transports(
         browser,
         established.upstream,
         &route.relay,
@@ -112,6 +112,8 @@ pub async fn run<S>(
         bytes_from_upstream = report.from_upstream.bytes,
         messages_from_browser = report.from_browser.messages,
         messages_from_upstream = report.from_upstream.messages,
+        spliced_from_browser = report.from_browser.spliced,
+        spliced_from_upstream = report.from_upstream.spliced,
         "connection ended"
     );
 }

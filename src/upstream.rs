@@ -42,6 +42,19 @@ macro_rules! delegate {
     };
 }
 
+impl crate::relay::Transport for UpstreamStream {
+    fn is_plain_tcp(&self) -> bool {
+        matches!(self, UpstreamStream::Plain(_))
+    }
+
+    fn into_plain_tcp(self) -> Result<TcpStream, Self> {
+        match self {
+            UpstreamStream::Plain(tcp) => Ok(tcp),
+            tls => Err(tls),
+        }
+    }
+}
+
 impl AsyncRead for UpstreamStream {
     fn poll_read(
         self: Pin<&mut Self>,

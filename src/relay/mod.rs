@@ -9,18 +9,22 @@ pub mod frame;
 mod lease;
 pub mod pump;
 pub mod rewrite;
+pub mod splice;
+pub mod tcp;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::close_code::{self, CloseCode};
 pub use frame::{Limits, Side, Violation};
 pub use pump::{LiveStats, Pump, PumpConfig, PumpEnd, PumpStats};
 pub use rewrite::MessageTransform;
+pub use tcp::Transport;
 
 /// Relay settings shared by every connection of a route.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +35,8 @@ pub struct RelayConfig {
     pub upstream_limits: Limits,
     /// Size of each leased read buffer.
     pub buffer_size: usize,
+    /// Splice large payloads between plain TCP legs instead of copying them.
+    pub splice: bool,
     /// A leg silent for this long is closed.
     pub idle_timeout: Duration,
     /// Ping interval toward the browser (None: no pings).
@@ -57,6 +63,7 @@ impl Default for RelayConfig {
             // Large reads cut the syscalls for big messages; idle connections hold none. Kept
             // below glibc's 128 KiB mmap threshold, which otherwise makes freed buffers stick.
             buffer_size: 64 << 10,
+            splice: true,
             idle_timeout: Duration::from_secs(120),
             browser_ping: Some(Duration::from_secs(30)),
             upstream_ping: Some(Duration::from_secs(30)),
@@ -149,7 +156,8 @@ pub struct RelayExtras {
     pub live: Option<(Arc<LiveStats>, Arc<LiveStats>)>,
 }
 
-/// [`relay`] with per-connection additions.
+/// [`relay`] with per-connection additions. Always copies payloads through the read buffer;
+/// [`relay_transports`] splices them when both legs are plain TCP.
 pub async fn relay_with<B, U>(
     browser: Leg<B>,
     upstream: Leg<U>,
@@ -163,8 +171,108 @@ where
 {
     let (browser_rd, browser_wr) = tokio::io::split(browser.io);
     let (upstream_rd, upstream_wr) = tokio::io::split(upstream.io);
-    let browser_rd = std::io::Cursor::new(browser.prefix).chain(browser_rd);
-    let upstream_rd = std::io::Cursor::new(upstream.prefix).chain(upstream_rd);
+    let (up, down) = pumps(
+        (browser_rd, browser.prefix, browser_wr),
+        (upstream_rd, upstream.prefix, upstream_wr),
+        cfg,
+        extras,
+    );
+    run_pumps(up, down, cfg, shutdown).await
+}
+
+/// [`relay_with`] for two plain TCP legs: payloads too large for one read move socket to
+/// socket with splice(2) (when `cfg.splice` is on and the platform has it).
+pub async fn relay_tcp(
+    browser: Leg<TcpStream>,
+    upstream: Leg<TcpStream>,
+    cfg: &RelayConfig,
+    extras: RelayExtras,
+    shutdown: &CancellationToken,
+) -> RelayReport {
+    let (browser_rd, browser_wr) = tcp::split(browser.io);
+    let (upstream_rd, upstream_wr) = tcp::split(upstream.io);
+    let splicers = (cfg.splice && splice::SUPPORTED).then(|| {
+        (
+            splice::Splicer::new(
+                browser_rd.socket().clone(),
+                upstream_wr.socket().clone(),
+                browser.prefix.len() as u64,
+            ),
+            splice::Splicer::new(
+                upstream_rd.socket().clone(),
+                browser_wr.socket().clone(),
+                upstream.prefix.len() as u64,
+            ),
+        )
+    });
+    let (mut up, mut down) = pumps(
+        (browser_rd, browser.prefix, browser_wr),
+        (upstream_rd, upstream.prefix, upstream_wr),
+        cfg,
+        extras,
+    );
+    if let Some((to_upstream, to_browser)) = splicers {
+        up = up.with_splicer(to_upstream);
+        down = down.with_splicer(to_browser);
+    }
+    run_pumps(up, down, cfg, shutdown).await
+}
+
+/// Relays between any two transports, taking [`relay_tcp`]'s path when both are plain TCP.
+pub async fn relay_transports<B, U>(
+    browser: Leg<B>,
+    upstream: Leg<U>,
+    cfg: &RelayConfig,
+    extras: RelayExtras,
+    shutdown: &CancellationToken,
+) -> RelayReport
+where
+    B: Transport,
+    U: Transport,
+{
+    if browser.io.is_plain_tcp() && upstream.io.is_plain_tcp() {
+        match (browser.io.into_plain_tcp(), upstream.io.into_plain_tcp()) {
+            (Ok(b), Ok(u)) => {
+                let browser = Leg {
+                    io: b,
+                    prefix: browser.prefix,
+                };
+                let upstream = Leg {
+                    io: u,
+                    prefix: upstream.prefix,
+                };
+                return Box::pin(relay_tcp(browser, upstream, cfg, extras, shutdown)).await;
+            }
+            _ => unreachable!("is_plain_tcp promised a TCP socket"),
+        }
+    }
+    Box::pin(relay_with(browser, upstream, cfg, extras, shutdown)).await
+}
+
+/// One leg's read half, the bytes read past its handshake, and its write half.
+type Halves<R, W> = (R, Bytes, W);
+
+/// A read half with the leg's read-ahead bytes in front.
+type Prefixed<R> = tokio::io::Chain<std::io::Cursor<Bytes>, R>;
+
+/// The two directions of a relay: browser → upstream and upstream → browser.
+#[allow(clippy::type_complexity)]
+fn pumps<BR, BW, UR, UW>(
+    browser: Halves<BR, BW>,
+    upstream: Halves<UR, UW>,
+    cfg: &RelayConfig,
+    extras: RelayExtras,
+) -> (Pump<Prefixed<BR>, UW>, Pump<Prefixed<UR>, BW>)
+where
+    BR: AsyncRead + Unpin,
+    BW: AsyncWrite + Unpin,
+    UR: AsyncRead + Unpin,
+    UW: AsyncWrite + Unpin,
+{
+    let (browser_rd, browser_prefix, browser_wr) = browser;
+    let (upstream_rd, upstream_prefix, upstream_wr) = upstream;
+    let browser_rd = std::io::Cursor::new(browser_prefix).chain(browser_rd);
+    let upstream_rd = std::io::Cursor::new(upstream_prefix).chain(upstream_rd);
     let pump_cfg = |source, limits, ping| PumpConfig {
         source,
         limits,
@@ -181,7 +289,6 @@ where
     if let Some(transform) = extras.transform {
         up = up.with_transform(transform);
     }
-
     let mut down = Pump::new(
         upstream_rd,
         browser_wr,
@@ -191,7 +298,22 @@ where
         up = up.with_live_stats(from_browser);
         down = down.with_live_stats(from_upstream);
     }
+    (up, down)
+}
 
+/// Runs both directions until one ends, then completes the close and reports.
+async fn run_pumps<R1, W1, R2, W2>(
+    mut up: Pump<R1, W1>,
+    mut down: Pump<R2, W2>,
+    cfg: &RelayConfig,
+    shutdown: &CancellationToken,
+) -> RelayReport
+where
+    R1: AsyncRead + Unpin,
+    W1: AsyncWrite + Unpin,
+    R2: AsyncRead + Unpin,
+    W2: AsyncWrite + Unpin,
+{
     let (source, end) = tokio::select! {
         end = up.run(shutdown) => (Side::Browser, end),
         end = down.run(shutdown) => (Side::Upstream, end),
@@ -419,3 +541,7 @@ fn offender_code(v: Violation) -> CloseCode {
 #[cfg(test)]
 #[path = "relay_tests.rs"]
 mod tests;
+
+#[cfg(all(test, target_os = "linux"))]
+#[path = "splice_tests.rs"]
+mod splice_tests;

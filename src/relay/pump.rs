@@ -19,6 +19,7 @@ use super::frame::{
 };
 use super::lease::Lease;
 use super::rewrite::{MessageTransform, Reassembly};
+use super::splice::{self, Splicer};
 
 /// Settings for one direction.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +69,8 @@ pub struct PumpStats {
     pub messages: u64,
     /// Bytes read from the source (headers and payloads).
     pub bytes: u64,
+    /// Of `bytes`, payload bytes moved socket to socket by splice(2), never copied.
+    pub spliced: u64,
 }
 
 /// Totals a pump publishes for readers outside the relay (periodic metrics flushes). Stores
@@ -77,6 +80,7 @@ pub struct LiveStats {
     frames: std::sync::atomic::AtomicU64,
     messages: std::sync::atomic::AtomicU64,
     bytes: std::sync::atomic::AtomicU64,
+    spliced: std::sync::atomic::AtomicU64,
 }
 
 impl LiveStats {
@@ -87,6 +91,7 @@ impl LiveStats {
             frames: self.frames.load(Relaxed),
             messages: self.messages.load(Relaxed),
             bytes: self.bytes.load(Relaxed),
+            spliced: self.spliced.load(Relaxed),
         }
     }
 
@@ -95,6 +100,7 @@ impl LiveStats {
         self.frames.store(stats.frames, Relaxed);
         self.messages.store(stats.messages, Relaxed);
         self.bytes.store(stats.bytes, Relaxed);
+        self.spliced.store(stats.spliced, Relaxed);
     }
 }
 
@@ -105,6 +111,7 @@ impl PumpStats {
             frames: self.frames - earlier.frames,
             messages: self.messages - earlier.messages,
             bytes: self.bytes - earlier.bytes,
+            spliced: self.spliced - earlier.spliced,
         }
     }
 }
@@ -139,6 +146,8 @@ pub struct Pump<R, W> {
     hold_close: bool,
     /// Slow path: data messages are reassembled and rewritten instead of forwarded.
     rewrite: Option<Box<Reassembly>>,
+    /// Plain TCP on both ends: large payloads move socket to socket in the kernel.
+    splice: Option<Splicer>,
     last_read: Instant,
     stats: PumpStats,
     live: Option<std::sync::Arc<LiveStats>>,
@@ -169,6 +178,7 @@ where
             discard: false,
             hold_close: false,
             rewrite: None,
+            splice: None,
             last_read: Instant::now(),
             stats: PumpStats::default(),
             live: None,
@@ -178,6 +188,13 @@ where
     /// Puts this direction on the slow path: every data message goes through `transform`.
     pub fn with_transform(mut self, transform: Box<dyn MessageTransform>) -> Self {
         self.rewrite = Some(Box::new(Reassembly::new(transform)));
+        self
+    }
+
+    /// Lets large payloads bypass the read buffer (see [`splice`]); `splicer` must move bytes
+    /// between the very sockets under `src` and `dst`.
+    pub fn with_splicer(mut self, splicer: Splicer) -> Self {
+        self.splice = Some(splicer);
         self
     }
 
@@ -200,7 +217,8 @@ where
             .as_ref()
             .is_some_and(|r| !r.pending().is_empty());
         let mid_frame = self.remaining > 0 && (self.rewrite.is_none() || self.discard);
-        self.out_start == self.out_end && !mid_frame && !rewriting && self.own.is_none()
+        let piped = self.splice.as_ref().is_some_and(|s| s.in_pipe() > 0);
+        self.out_start == self.out_end && !mid_frame && !rewriting && !piped && self.own.is_none()
     }
 
     /// Forwards frames until the source closes, fails, idles out, breaks the protocol, or
@@ -239,6 +257,34 @@ where
             self.need_more = false;
             let keep = self.filled;
 
+            if keep == 0 && self.splice_payload_now() {
+                // The rest of a large payload goes socket to socket; the buffer is not needed.
+                self.lease.release();
+                let remaining = self.remaining;
+                let Some(splicer) = self.splice.as_mut() else {
+                    unreachable!("splice_payload_now checked the splicer");
+                };
+                let moved = tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return PumpEnd::Cancelled,
+                    moved = splicer.fill(remaining) => moved,
+                    _ = &mut idle => {
+                        let deadline = self.last_read + self.cfg.idle_timeout;
+                        if deadline <= Instant::now() {
+                            return PumpEnd::SourceIdle;
+                        }
+                        idle.as_mut().reset(deadline);
+                        continue;
+                    }
+                };
+                match moved {
+                    Ok(0) => return PumpEnd::SourceLost(None),
+                    Ok(n) => self.spliced_in(n),
+                    Err(e) => return PumpEnd::SourceLost(Some(e.kind())),
+                }
+                continue;
+            }
+
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return PumpEnd::Cancelled,
@@ -262,6 +308,33 @@ where
                     idle.as_mut().reset(deadline);
                 }
             }
+        }
+    }
+
+    /// True when the current frame's unread payload should bypass the read buffer: there is
+    /// a splicer, the rest is large, it is forwarded untouched (not rewritten, not
+    /// discarded), and the source's read-ahead prefix is already consumed.
+    fn splice_payload_now(&self) -> bool {
+        self.remaining >= splice::MIN_PAYLOAD
+            && !self.discard
+            && self.rewrite.is_none()
+            && self
+                .splice
+                .as_ref()
+                .is_some_and(|s| s.usable(self.stats.bytes))
+    }
+
+    /// Books `n` payload bytes that went into the splice pipe as read and forwarded.
+    fn spliced_in(&mut self, n: usize) {
+        self.remaining -= n as u64;
+        self.stats.bytes += n as u64;
+        self.stats.spliced += n as u64;
+        self.last_read = Instant::now();
+        if self.remaining == 0 && self.completes_message {
+            self.stats.messages += 1;
+        }
+        if let Some(live) = &self.live {
+            live.publish(&self.stats);
         }
     }
 
@@ -307,7 +380,8 @@ where
         let _ = tokio::time::timeout(self.cfg.write_stall, self.dst.shutdown()).await;
     }
 
-    /// Writes the pending own frame, then the pending forwarded range, then flushes.
+    /// Writes the pending own frame, then the pending forwarded range, then what waits in the
+    /// splice pipe, then flushes.
     async fn flush(&mut self) -> Result<(), PumpEnd> {
         let mut wrote = false;
         if let Some((own, mut at)) = self.own {
@@ -332,6 +406,14 @@ where
         while self.out_start < self.out_end {
             self.out_start += self.write_some(WriteFrom::Lease).await?;
             wrote = true;
+        }
+        let stall = self.cfg.write_stall;
+        while let Some(splicer) = self.splice.as_mut().filter(|s| s.in_pipe() > 0) {
+            match tokio::time::timeout(stall, splicer.drain_some()).await {
+                Ok(Ok(_)) => wrote = true,
+                Ok(Err(e)) => return Err(PumpEnd::DestinationFailed(e.kind())),
+                Err(_) => return Err(PumpEnd::DestinationStalled),
+            }
         }
         if wrote {
             match tokio::time::timeout(self.cfg.write_stall, self.dst.flush()).await {
