@@ -122,7 +122,9 @@ mod linux {
             loop {
                 self.src.readable().await?;
                 // The pipe is empty, so EAGAIN means the socket has nothing: `try_io` then
-                // clears the readiness and the next `readable` waits.
+                // clears the readiness and the next `readable` waits. A short splice does not
+                // mean the same (the pipe's slots may be used up by small segments), so unlike
+                // a short read it leaves the readiness alone.
                 let moved = self.src.try_io(Interest::READABLE, || {
                     Ok(rustix::pipe::splice(
                         &*self.src,
@@ -153,6 +155,7 @@ mod linux {
                 return Ok(0);
             };
             let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
+            let len = self.in_pipe;
             loop {
                 self.dst.writable().await?;
                 // The pipe has bytes, so EAGAIN means the socket's send buffer is full.
@@ -162,7 +165,7 @@ mod linux {
                         None,
                         &*self.dst,
                         None,
-                        self.in_pipe,
+                        len,
                         flags,
                     )?)
                 });

@@ -9,7 +9,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use std::io::{Read, Write};
+
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 /// A relay transport that may be a plain TCP socket underneath. Both legs being plain TCP
@@ -81,9 +83,12 @@ impl AsyncRead for TcpRead {
     ) -> Poll<io::Result<()>> {
         loop {
             ready!(self.0.poll_read_ready(cx))?;
-            // `try_read` clears the readiness when the socket has nothing, so the next
-            // `poll_read_ready` parks instead of spinning.
-            match self.0.try_read(buf.initialize_unfilled()) {
+            let unfilled = buf.initialize_unfilled();
+            let asked = unfilled.len();
+            let read = short_io_clears_readiness(&self.0, Interest::READABLE, asked, || {
+                (&*socket2::SockRef::from(self.0.as_ref())).read(unfilled)
+            });
+            match read {
                 Ok(n) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
@@ -103,7 +108,10 @@ impl AsyncWrite for TcpWrite {
     ) -> Poll<io::Result<usize>> {
         loop {
             ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write(buf) {
+            let wrote = short_io_clears_readiness(&self.0, Interest::WRITABLE, buf.len(), || {
+                (&*socket2::SockRef::from(self.0.as_ref())).write(buf)
+            });
+            match wrote {
                 Ok(n) => return Poll::Ready(Ok(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(Err(e)),
@@ -117,6 +125,31 @@ impl AsyncWrite for TcpWrite {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(socket2::SockRef::from(self.0.as_ref()).shutdown(std::net::Shutdown::Write))
+    }
+}
+
+/// Runs one read or write `op` of `asked` bytes under the socket's readiness. As in tokio's own `TcpStream`, a transfer shorter than asked means the socket is
+/// drained (or full), so the readiness is cleared right away instead of one more system call
+/// failing with `EAGAIN` first. `try_io` clears it when its closure reports `WouldBlock`, and
+/// only for the readiness event it started with, so a wake-up arriving meanwhile is kept.
+fn short_io_clears_readiness(
+    socket: &TcpStream,
+    interest: Interest,
+    asked: usize,
+    op: impl FnOnce() -> io::Result<usize>,
+) -> io::Result<usize> {
+    let mut done = 0;
+    let result = socket.try_io(interest, || {
+        done = op()?;
+        if 0 < done && done < asked {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(done)
+        }
+    });
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && done > 0 => Ok(done),
+        other => other,
     }
 }
 
