@@ -161,12 +161,7 @@ mod linux {
                 // The pipe has bytes, so EAGAIN means the socket's send buffer is full.
                 let moved = self.dst.try_io(Interest::WRITABLE, || {
                     Ok(rustix::pipe::splice(
-                        &pipe.read,
-                        None,
-                        &*self.dst,
-                        None,
-                        len,
-                        flags,
+                        &pipe.read, None, &*self.dst, None, len, flags,
                     )?)
                 });
                 match moved {
