@@ -15,6 +15,8 @@ mod load;
 mod naive;
 #[path = "../../benches/e2e/procs.rs"]
 mod procs;
+#[path = "../../benches/e2e/raw.rs"]
+mod raw;
 #[path = "../../benches/e2e/report.rs"]
 mod report;
 #[path = "../../benches/e2e/targets.rs"]
@@ -29,6 +31,7 @@ use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use tokio::net::{TcpListener, TcpStream};
 
+use raw::Instrument;
 use report::{Cell, Target};
 use targets::Targets;
 
@@ -75,10 +78,21 @@ struct Binary {
     guestgate_buffer_bytes: Option<usize>,
 }
 
+/// Which load-generator client and echo upstream the harness runs.
+#[derive(Args)]
+struct InstrumentArg {
+    /// `raw`: frames pre-encoded and checked as they stream, no per-message allocation;
+    /// `tungstenite`: the tokio-tungstenite client and echo of the earlier figures.
+    #[arg(long, value_enum, default_value_t = Instrument::Raw)]
+    instrument: Instrument,
+}
+
 #[derive(Args)]
 struct ThroughputArgs {
     #[command(flatten)]
     bin: Binary,
+    #[command(flatten)]
+    inst: InstrumentArg,
     /// Connections per target.
     #[arg(long, default_value_t = 64)]
     connections: usize,
@@ -103,6 +117,8 @@ struct ThroughputArgs {
 struct CyclesArgs {
     #[command(flatten)]
     bin: Binary,
+    #[command(flatten)]
+    inst: InstrumentArg,
     /// Concurrent connect loops per target.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -118,6 +134,8 @@ struct CyclesArgs {
 struct IdleArgs {
     #[command(flatten)]
     bin: Binary,
+    #[command(flatten)]
+    inst: InstrumentArg,
     /// Idle connections to open through each relay.
     #[arg(long, default_value_t = 5000)]
     connections: usize,
@@ -161,6 +179,8 @@ fn secs(s: f64) -> Duration {
 }
 
 async fn throughput(a: ThroughputArgs) -> Result<(), String> {
+    let instrument = a.inst.instrument;
+    raw::set_instrument(instrument);
     let cell_bound = a.warmup + a.duration + 20.0;
     let lifetime = secs(a.rounds as f64 * a.sizes.len() as f64 * 3.0 * cell_bound + 120.0);
     let targets = Targets::start(
@@ -182,6 +202,7 @@ async fn throughput(a: ThroughputArgs) -> Result<(), String> {
                     size,
                     secs(a.warmup),
                     secs(a.duration),
+                    instrument,
                 )
                 .await
                 .map_err(|e| format!("{} {}: {e}", t.name(), report::size_label(size)))?;
@@ -197,18 +218,21 @@ async fn throughput(a: ThroughputArgs) -> Result<(), String> {
         }
     }
     println!(
-        "\nthroughput: {} connections x {} in flight per target, {} s per cell, {} rounds, {} CPUs",
+        "\nthroughput: {} connections x {} in flight per target, {} s per cell, {} rounds, {} CPUs, instrument: {}",
         a.connections,
         a.window,
         a.duration,
         a.rounds,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        instrument.name()
     );
     report::print_throughput(&mut cells, &a.sizes);
     Ok(())
 }
 
 async fn cycles(a: CyclesArgs) -> Result<(), String> {
+    let instrument = a.inst.instrument;
+    raw::set_instrument(instrument);
     let lifetime = secs(a.rounds as f64 * 3.0 * (a.duration + 20.0) + 120.0);
     let targets = Targets::start(
         a.bin.guestgate.as_deref(),
@@ -219,7 +243,7 @@ async fn cycles(a: CyclesArgs) -> Result<(), String> {
     let mut cells: Vec<Cell> = Vec::new();
     for round in 1..=a.rounds {
         for t in Target::ALL {
-            let sample = load::cycles(targets.addr(t), a.concurrency, secs(a.duration))
+            let sample = load::cycles(targets.addr(t), a.concurrency, secs(a.duration), instrument)
                 .await
                 .map_err(|e| format!("{}: {e}", t.name()))?;
             let rate = sample.msgs as f64 / sample.secs;
@@ -232,14 +256,19 @@ async fn cycles(a: CyclesArgs) -> Result<(), String> {
         }
     }
     println!(
-        "\nconnect cycles (connect, one 64 B echo, close): {} concurrent loops per target, {} s per cell, {} rounds",
-        a.concurrency, a.duration, a.rounds
+        "\nconnect cycles (connect, one 64 B echo, close): {} concurrent loops per target, {} s per cell, {} rounds, instrument: {}",
+        a.concurrency,
+        a.duration,
+        a.rounds,
+        instrument.name()
     );
     report::print_cycles(&mut cells);
     Ok(())
 }
 
 async fn idle(a: IdleArgs) -> Result<(), String> {
+    let instrument = a.inst.instrument;
+    raw::set_instrument(instrument);
     // This process holds a client and an echo socket per connection; each relay holds two.
     let need = 2 * a.connections as u64 + 256;
     match procs::open_files_limit() {
@@ -268,7 +297,8 @@ async fn idle(a: IdleArgs) -> Result<(), String> {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let before = child.rss_kib()?;
         let first = a.connections / 5;
-        let mut held = open_idle(child.addr, first, a.open_concurrency, &payload).await?;
+        let mut held =
+            open_idle(child.addr, first, a.open_concurrency, &payload, instrument).await?;
         tokio::time::sleep(secs(a.settle)).await;
         let at_first = child.rss_kib()?;
         held.extend(
@@ -277,6 +307,7 @@ async fn idle(a: IdleArgs) -> Result<(), String> {
                 a.connections - first,
                 a.open_concurrency,
                 &payload,
+                instrument,
             )
             .await?,
         );
@@ -296,14 +327,15 @@ async fn idle(a: IdleArgs) -> Result<(), String> {
             after,
         });
         // Close them all politely (bounded), so the next relay starts from a quiet machine.
-        futures::stream::iter(held.into_iter().map(load::close))
+        futures::stream::iter(held.into_iter().map(load::Client::close))
             .buffer_unordered(a.open_concurrency)
             .collect::<Vec<()>>()
             .await;
     }
     println!(
-        "\nidle memory: {} idle WebSocket connections through each relay (one 64 B echo each, then silent)",
-        a.connections
+        "\nidle memory: {} idle WebSocket connections through each relay (one 64 B echo each, then silent), instrument: {}",
+        a.connections,
+        instrument.name()
     );
     report::print_idle(&rows);
     Ok(())
@@ -315,12 +347,13 @@ async fn open_idle(
     n: usize,
     concurrency: usize,
     payload: &bytes::Bytes,
-) -> Result<Vec<load::Ws>, String> {
-    let opened: Vec<Result<load::Ws, String>> = futures::stream::iter(0..n)
+    instrument: Instrument,
+) -> Result<Vec<load::Client>, String> {
+    let opened: Vec<Result<load::Client, String>> = futures::stream::iter(0..n)
         .map(|_| async move {
-            let mut ws = load::connect(addr).await?;
-            load::echo_once(&mut ws, payload).await?;
-            Ok(ws)
+            let mut client = load::Client::open(addr, instrument).await?;
+            client.echo_once(payload).await?;
+            Ok(client)
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
