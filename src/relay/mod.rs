@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::Either;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -134,17 +135,17 @@ impl<S> Leg<S> {
 
 /// Relays frames between `browser` and `upstream` until either side closes or fails, or
 /// `shutdown` fires (both legs then get 1001).
-pub async fn relay<B, U>(
+pub fn relay<'a, B, U>(
     browser: Leg<B>,
     upstream: Leg<U>,
-    cfg: &RelayConfig,
-    shutdown: &CancellationToken,
-) -> RelayReport
+    cfg: &'a RelayConfig,
+    shutdown: &'a CancellationToken,
+) -> impl Future<Output = RelayReport> + 'a
 where
-    B: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin + 'a,
+    U: AsyncRead + AsyncWrite + Unpin + 'a,
 {
-    relay_with(browser, upstream, cfg, RelayExtras::default(), shutdown).await
+    relay_with(browser, upstream, cfg, RelayExtras::default(), shutdown)
 }
 
 /// Per-connection additions to a relay.
@@ -158,16 +159,20 @@ pub struct RelayExtras {
 
 /// [`relay`] with per-connection additions. Always copies payloads through the read buffer;
 /// [`relay_transports`] splices them when both legs are plain TCP.
-pub async fn relay_with<B, U>(
+///
+/// The relay functions build their pumps before returning the future (they are not `async
+/// fn`s): the future then holds the pumps once, not also the moved-from originals, which
+/// keeps every idle connection smaller.
+pub fn relay_with<'a, B, U>(
     browser: Leg<B>,
     upstream: Leg<U>,
-    cfg: &RelayConfig,
+    cfg: &'a RelayConfig,
     extras: RelayExtras,
-    shutdown: &CancellationToken,
-) -> RelayReport
+    shutdown: &'a CancellationToken,
+) -> impl Future<Output = RelayReport> + 'a
 where
-    B: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin + 'a,
+    U: AsyncRead + AsyncWrite + Unpin + 'a,
 {
     let (browser_rd, browser_wr) = tokio::io::split(browser.io);
     let (upstream_rd, upstream_wr) = tokio::io::split(upstream.io);
@@ -177,18 +182,18 @@ where
         cfg,
         extras,
     );
-    run_pumps(up, down, cfg, shutdown).await
+    run_pumps(up, down, cfg, shutdown)
 }
 
 /// [`relay_with`] for two plain TCP legs: payloads too large for one read move socket to
 /// socket with splice(2) (when `cfg.splice` is on and the platform has it).
-pub async fn relay_tcp(
+pub fn relay_tcp<'a>(
     browser: Leg<TcpStream>,
     upstream: Leg<TcpStream>,
-    cfg: &RelayConfig,
+    cfg: &'a RelayConfig,
     extras: RelayExtras,
-    shutdown: &CancellationToken,
-) -> RelayReport {
+    shutdown: &'a CancellationToken,
+) -> impl Future<Output = RelayReport> + 'a {
     let (browser_rd, browser_wr) = tcp::split(browser.io);
     let (upstream_rd, upstream_wr) = tcp::split(upstream.io);
     let splicers = (cfg.splice && splice::SUPPORTED).then(|| {
@@ -215,17 +220,17 @@ pub async fn relay_tcp(
         up = up.with_splicer(to_upstream);
         down = down.with_splicer(to_browser);
     }
-    run_pumps(up, down, cfg, shutdown).await
+    run_pumps(up, down, cfg, shutdown)
 }
 
 /// Relays between any two transports, taking [`relay_tcp`]'s path when both are plain TCP.
-pub async fn relay_transports<B, U>(
+pub fn relay_transports<'a, B, U>(
     browser: Leg<B>,
     upstream: Leg<U>,
-    cfg: &RelayConfig,
+    cfg: &'a RelayConfig,
     extras: RelayExtras,
-    shutdown: &CancellationToken,
-) -> RelayReport
+    shutdown: &'a CancellationToken,
+) -> impl Future<Output = RelayReport> + 'a
 where
     B: Transport,
     U: Transport,
@@ -241,12 +246,12 @@ where
                     io: u,
                     prefix: upstream.prefix,
                 };
-                return Box::pin(relay_tcp(browser, upstream, cfg, extras, shutdown)).await;
+                return Either::Left(relay_tcp(browser, upstream, cfg, extras, shutdown));
             }
             _ => unreachable!("is_plain_tcp promised a TCP socket"),
         }
     }
-    Box::pin(relay_with(browser, upstream, cfg, extras, shutdown)).await
+    Either::Right(relay_with(browser, upstream, cfg, extras, shutdown))
 }
 
 /// One leg's read half, the bytes read past its handshake, and its write half.
@@ -302,35 +307,42 @@ where
 }
 
 /// Runs both directions until one ends, then completes the close and reports.
-async fn run_pumps<R1, W1, R2, W2>(
+///
+/// Not an `async fn`: an `async fn` keeps its by-value arguments twice in its state (rustc
+/// #62958), which for two pumps is about 1 KiB per connection. The `async move` block keeps
+/// them once.
+#[allow(clippy::manual_async_fn)]
+fn run_pumps<'a, R1, W1, R2, W2>(
     mut up: Pump<R1, W1>,
     mut down: Pump<R2, W2>,
-    cfg: &RelayConfig,
-    shutdown: &CancellationToken,
-) -> RelayReport
+    cfg: &'a RelayConfig,
+    shutdown: &'a CancellationToken,
+) -> impl Future<Output = RelayReport> + 'a
 where
-    R1: AsyncRead + Unpin,
-    W1: AsyncWrite + Unpin,
-    R2: AsyncRead + Unpin,
-    W2: AsyncWrite + Unpin,
+    R1: AsyncRead + Unpin + 'a,
+    W1: AsyncWrite + Unpin + 'a,
+    R2: AsyncRead + Unpin + 'a,
+    W2: AsyncWrite + Unpin + 'a,
 {
-    let (source, end) = tokio::select! {
-        end = up.run(shutdown) => (Side::Browser, end),
-        end = down.run(shutdown) => (Side::Upstream, end),
-    };
-    let (mut report, plan) = match source {
-        Side::Browser => Box::pin(finish(end, Side::Browser, &mut up, &mut down, cfg)).await,
-        Side::Upstream => Box::pin(finish(end, Side::Upstream, &mut down, &mut up, cfg)).await,
-    };
-    report.from_browser = up.stats();
-    report.from_upstream = down.stats();
-    if plan.shutdown_browser {
-        down.shutdown_destination().await;
+    async move {
+        let (source, end) = tokio::select! {
+            end = up.run(shutdown) => (Side::Browser, end),
+            end = down.run(shutdown) => (Side::Upstream, end),
+        };
+        let (mut report, plan) = match source {
+            Side::Browser => Box::pin(finish(end, Side::Browser, &mut up, &mut down, cfg)).await,
+            Side::Upstream => Box::pin(finish(end, Side::Upstream, &mut down, &mut up, cfg)).await,
+        };
+        report.from_browser = up.stats();
+        report.from_upstream = down.stats();
+        if plan.shutdown_browser {
+            down.shutdown_destination().await;
+        }
+        if plan.shutdown_upstream {
+            up.shutdown_destination().await;
+        }
+        report
     }
-    if plan.shutdown_upstream {
-        up.shutdown_destination().await;
-    }
-    report
 }
 
 /// Which write sides still deserve an orderly shutdown.

@@ -267,7 +267,8 @@ where
                 let moved = tokio::select! {
                     biased;
                     _ = cancel.cancelled() => return PumpEnd::Cancelled,
-                    moved = splicer.fill(remaining) => moved,
+                    // Boxed (once per pipe-full) so idle connections do not keep room for it.
+                    moved = Box::pin(splicer.fill(remaining)) => moved,
                     _ = &mut idle => {
                         let deadline = self.last_read + self.cfg.idle_timeout;
                         if deadline <= Instant::now() {
@@ -409,7 +410,8 @@ where
         }
         let stall = self.cfg.write_stall;
         while let Some(splicer) = self.splice.as_mut().filter(|s| s.in_pipe() > 0) {
-            match tokio::time::timeout(stall, splicer.drain_some()).await {
+            // Boxed (once per pipe write) so idle connections do not keep room for it.
+            match Box::pin(tokio::time::timeout(stall, splicer.drain_some())).await {
                 Ok(Ok(_)) => wrote = true,
                 Ok(Err(e)) => return Err(PumpEnd::DestinationFailed(e.kind())),
                 Err(_) => return Err(PumpEnd::DestinationStalled),
