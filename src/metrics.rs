@@ -18,6 +18,7 @@
 //! | `guestgate_frames_total` | counter | `route`, `direction` | WebSocket frames relayed, `browser_to_upstream` or `upstream_to_browser`. |
 //! | `guestgate_messages_total` | counter | `route`, `direction` | Complete data messages relayed. |
 //! | `guestgate_bytes_total` | counter | `route`, `direction` | Frame bytes relayed (headers and payloads). |
+//! | `guestgate_spliced_bytes_total` | counter | `route`, `direction` | Of those, payload bytes moved socket to socket by splice(2), never copied (plain TCP legs, Linux). |
 //! | `guestgate_closes_total` | counter | `route`, `initiator`, `code_class` | Relayed connections ended, by who ended them (`browser`, `upstream`, `guestgate`) and the close code class (see [`code_class`]). |
 //! | `guestgate_token_fetches_total` | counter | `route`, `outcome` | OAuth token requests: `success`, `rejected`, `transient`, `timeout`, `bad_response`, `breaker_open`. |
 //! | `guestgate_token_expiry_seconds` | gauge | `route` | Seconds until the cached token expires, as of the last fetch. |
@@ -137,6 +138,7 @@ pub struct Metrics {
     frames: IntCounterVec,
     messages: IntCounterVec,
     bytes: IntCounterVec,
+    spliced: IntCounterVec,
     closes: IntCounterVec,
     token_fetches: IntCounterVec,
     token_expiry: GaugeVec,
@@ -227,6 +229,11 @@ impl Metrics {
             bytes: counter(
                 "guestgate_bytes_total",
                 "WebSocket frame bytes (headers and payloads) relayed, by direction.",
+                &["route", "direction"],
+            )?,
+            spliced: counter(
+                "guestgate_spliced_bytes_total",
+                "Of the relayed bytes, payload bytes moved socket to socket by splice(2) without a copy.",
                 &["route", "direction"],
             )?,
             closes: counter(
@@ -364,6 +371,15 @@ impl Metrics {
         self.frames.with_label_values(&labels).inc_by(frames);
         self.messages.with_label_values(&labels).inc_by(messages);
         self.bytes.with_label_values(&labels).inc_by(bytes);
+    }
+
+    /// Adds payload bytes that one direction moved by splice(2) (already counted in
+    /// `guestgate_bytes_total`).
+    pub fn record_spliced(&self, route: &str, direction: &str, bytes: u64) {
+        closed(&DIRECTIONS, direction);
+        self.spliced
+            .with_label_values(&[route, direction])
+            .inc_by(bytes);
     }
 
     /// Counts a relayed connection's end; `initiator` is one of [`CLOSE_INITIATORS`] and

@@ -118,6 +118,18 @@ fn record_traffic_adds_up_batches_per_direction() {
 }
 
 #[test]
+fn spliced_bytes_add_up_per_direction() {
+    let (registry, m) = fresh();
+    m.record_spliced("chat", "upstream_to_browser", 1 << 20);
+    m.record_spliced("chat", "upstream_to_browser", 5);
+    let text = render(&registry);
+    assert_sample(
+        &text,
+        r#"guestgate_spliced_bytes_total{direction="upstream_to_browser",route="chat"} 1048581"#,
+    );
+}
+
+#[test]
 fn record_traffic_keeps_full_u64_precision() {
     // Integer counters: byte totals past 2^53 must not lose increments as f64 would.
     let (registry, m) = fresh();

@@ -147,6 +147,9 @@ impl Flushed {
             if delta != PumpStats::default() {
                 metrics.record_traffic(route, direction, delta.frames, delta.messages, delta.bytes);
             }
+            if delta.spliced > 0 {
+                metrics.record_spliced(route, direction, delta.spliced);
+            }
             *before = now;
         }
     }

@@ -413,3 +413,58 @@ async fn traffic_of_a_live_connection_reaches_the_metrics_before_it_ends() {
         "{text}"
     );
 }
+
+/// The value of one sample line of `/metrics` (0 when the series does not exist yet).
+fn sample(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Sends a 1 MiB message through a gateway on plain TCP legs, closes, and returns the spliced
+/// byte counters (browser to upstream, upstream to browser) once the connection is counted.
+async fn spliced_bytes_for_one_mib(splice: bool) -> (u64, u64) {
+    let up = fake(FakeBehavior::Echo).await;
+    let mut config = config_for(&up.url());
+    config.routes[0].relay.splice = splice;
+    let gg = gateway(&config).await;
+    let mut ws = ws_client(gg.addr).await;
+    let big: Vec<u8> = (0..(1 << 20)).map(|i| (i % 241) as u8).collect();
+    ws.send(Message::binary(big.clone())).await.unwrap();
+    assert_eq!(next(&mut ws).await, Message::binary(big));
+    ws.close(None).await.unwrap();
+    let _ = next(&mut ws).await;
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = http_get(gg.admin_addr, "/metrics").await.1;
+        if text.contains(r#"guestgate_connections_total{outcome="relayed",route="default"} 1"#) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let series = |dir: &str| {
+        format!(r#"guestgate_spliced_bytes_total{{direction="{dir}",route="default"}}"#)
+    };
+    (
+        sample(&text, &series("browser_to_upstream")),
+        sample(&text, &series("upstream_to_browser")),
+    )
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn large_messages_on_plain_tcp_legs_are_spliced_not_copied() {
+    let (up, down) = spliced_bytes_for_one_mib(true).await;
+    // At most one read buffer (64 KiB) of each payload is copied: the rest was spliced.
+    for spliced in [up, down] {
+        assert!(
+            spliced >= (1 << 20) - (64 << 10) && spliced <= 1 << 20,
+            "spliced {spliced} of a 1 MiB payload"
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_relay_splice_off_nothing_is_spliced() {
+    assert_eq!(spliced_bytes_for_one_mib(false).await, (0, 0));
+}
