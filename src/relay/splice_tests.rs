@@ -225,3 +225,73 @@ async fn upstream_lost_mid_spliced_payload_ends_the_relay() {
         .expect("an orderly end, not a reset");
     assert_eq!(n, 0, "nothing may follow the cut frame");
 }
+
+/// Messages of small and large payloads (some fragmented, a ping after each first fragment),
+/// the bytes the browser already sent during the handshake, and the sizes of the writes that
+/// deliver the rest.
+fn spliceable_stream() -> impl proptest::strategy::Strategy<Value = (Vec<u8>, usize, Vec<usize>)> {
+    use proptest::prelude::*;
+    let size = prop_oneof![0usize..200, 30_000usize..300_000];
+    let message = (size, any::<u8>(), 1usize..4);
+    (
+        prop::collection::vec(message, 1..6),
+        0usize..100_000,
+        prop::collection::vec(1usize..200_000, 1..12),
+    )
+        .prop_map(|(messages, prefix, cuts)| {
+            let mut bytes = Vec::new();
+            for (len, seed, parts) in messages {
+                let payload = pattern(len, seed);
+                let step = len / parts + 1;
+                let mut pieces: Vec<&[u8]> = payload.chunks(step).collect();
+                if pieces.is_empty() {
+                    pieces.push(&[]);
+                }
+                for (i, piece) in pieces.iter().enumerate() {
+                    let opcode = if i == 0 { 2 } else { 0 };
+                    encode(&mut bytes, i + 1 == pieces.len(), opcode, piece, MASK);
+                    if i == 0 {
+                        encode(&mut bytes, true, 9, b"between", MASK);
+                    }
+                }
+            }
+            let prefix = prefix.min(bytes.len());
+            (bytes, prefix, cuts)
+        })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+    #[test]
+    fn any_stream_over_tcp_arrives_identical((bytes, prefix, cuts) in spliceable_stream()) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let h = start(cfg(true), bytes[..prefix].to_vec()).await;
+            let (mut browser, mut upstream) = (h.browser, h.upstream);
+            let rest = bytes[prefix..].to_vec();
+            let writer = tokio::spawn(async move {
+                let mut rest = &rest[..];
+                for cut in cuts.iter().cycle() {
+                    if rest.is_empty() {
+                        break;
+                    }
+                    let n = (*cut).min(rest.len());
+                    browser.write_all(&rest[..n]).await.unwrap();
+                    rest = &rest[n..];
+                    tokio::task::yield_now().await;
+                }
+                browser
+            });
+            let mut got = vec![0; bytes.len()];
+            tokio::time::timeout(Duration::from_secs(20), upstream.read_exact(&mut got))
+                .await
+                .expect("relay stalled")
+                .unwrap();
+            proptest::prop_assert!(got == bytes, "bytes differ");
+            let browser = writer.await.unwrap();
+            let report = close(Harness { browser, upstream, relay: h.relay }).await;
+            proptest::prop_assert_eq!(report.from_browser.bytes, bytes.len() as u64 + 8);
+            Ok(())
+        })?;
+    }
+}
