@@ -112,15 +112,17 @@ mod linux {
         /// source has some. `Ok(0)` is the source's end of stream.
         pub async fn fill(&mut self, want: u64) -> io::Result<usize> {
             debug_assert_eq!(self.in_pipe, 0, "fill only an empty pipe");
-            let pipe = match self.pipe.take() {
-                Some(pipe) => pipe,
-                None => Pipe::take()?,
-            };
-            let pipe = self.pipe.insert(pipe);
-            let len = want.min(pipe.capacity as u64) as usize;
             let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
             loop {
+                // A pipe is taken only once the socket has bytes, so a slow sender in the
+                // middle of a large frame parks without holding one.
                 self.src.readable().await?;
+                let pipe = match self.pipe.take() {
+                    Some(pipe) => pipe,
+                    None => Pipe::take()?,
+                };
+                let pipe = self.pipe.insert(pipe);
+                let len = want.min(pipe.capacity as u64) as usize;
                 // The pipe is empty, so EAGAIN means the socket has nothing: `try_io` then
                 // clears the readiness and the next `readable` waits. A short splice does not
                 // mean the same (the pipe's slots may be used up by small segments), so unlike
@@ -138,12 +140,13 @@ mod linux {
                 match moved {
                     Ok(n) => {
                         self.in_pipe = n;
-                        if n == 0 {
-                            self.release();
-                        }
+                        self.release();
                         return Ok(n);
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.release();
+                        continue;
+                    }
                     Err(e) => return Err(e),
                 }
             }
