@@ -191,6 +191,55 @@ mod linux {
             }
         }
     }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use std::time::Duration;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::net::TcpListener;
+
+        async fn pair() -> (TcpStream, TcpStream) {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (a, b) = tokio::join!(TcpStream::connect(addr), listener.accept());
+            (a.unwrap(), b.unwrap().0)
+        }
+
+        #[tokio::test]
+        async fn moves_bytes_and_holds_a_pipe_only_while_bytes_are_in_it() {
+            let (mut sender, src) = pair().await;
+            let (dst, mut receiver) = pair().await;
+            let mut splicer = Splicer::new(Arc::new(src), Arc::new(dst), 0);
+
+            let parked =
+                tokio::time::timeout(Duration::from_millis(30), splicer.fill(1 << 20)).await;
+            assert!(parked.is_err(), "nothing was sent, fill must wait");
+            assert!(splicer.pipe.is_none(), "a parked fill must not hold a pipe");
+
+            sender.write_all(&[7u8; 100_000]).await.unwrap();
+            let mut moved = 0;
+            let mut got = vec![0u8; 100_000];
+            while moved < got.len() {
+                let n = splicer.fill(1 << 20).await.unwrap();
+                assert!(splicer.pipe.is_some() && splicer.in_pipe() == n);
+                while splicer.in_pipe() > 0 {
+                    splicer.drain_some().await.unwrap();
+                }
+                assert!(
+                    splicer.pipe.is_none(),
+                    "an emptied pipe goes back to the pool"
+                );
+                moved += n;
+            }
+            receiver.read_exact(&mut got).await.unwrap();
+            assert!(got.iter().all(|&b| b == 7));
+
+            drop(sender);
+            assert_eq!(splicer.fill(1 << 20).await.unwrap(), 0, "end of stream");
+            assert!(splicer.pipe.is_none());
+        }
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
