@@ -42,6 +42,8 @@ pub struct Sample {
     pub relay_cpu: f64,
     /// CPU seconds this process (load generator and echo upstream) used inside the window.
     pub own_cpu: f64,
+    /// The whole machine's CPU time inside the window, by kind.
+    pub machine: crate::procs::MachineTicks,
 }
 
 /// Opens one WebSocket connection to `addr` (TCP_NODELAY, no extensions).
@@ -163,13 +165,15 @@ pub async fn throughput(
         }
     };
     let cpu = |pid: Option<u32>| pid.map_or(0.0, |p| crate::procs::cpu_secs(Some(p)));
+    let machine = crate::procs::MachineTicks::now;
     tokio::time::sleep_until(from.into()).await;
-    let (relay0, own0) = (cpu(relay), crate::procs::cpu_secs(None));
+    let (relay0, own0, machine0) = (cpu(relay), crate::procs::cpu_secs(None), machine());
     tokio::time::sleep_until(until.into()).await;
     let mut sample = Sample {
         secs: duration.as_secs_f64(),
         relay_cpu: cpu(relay) - relay0,
         own_cpu: crate::procs::cpu_secs(None) - own0,
+        machine: machine().since(machine0),
         ..Sample::default()
     };
     let limit = warmup + duration + Duration::from_secs(60);

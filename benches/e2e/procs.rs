@@ -1,5 +1,6 @@
-//! Child processes the harness measures (the real `guestgate serve`, the naive relay), their
-//! resident memory, and the process limits the idle test depends on.
+//! Child processes the harness measures (the real `guestgate serve`, the naive relay, the
+//! byte-level floor forwarders), their resident memory and CPU time, the machine-wide CPU
+//! split, and the process limits the idle test depends on.
 //!
 //! Every child runs under `timeout --foreground`, so it ends by itself even if the harness is
 //! killed, and is stopped by pid (SIGTERM, then SIGKILL) when its handle is dropped.
@@ -178,4 +179,99 @@ fn clock_ticks() -> f64 {
             .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
             .unwrap_or(100.0)
     })
+}
+
+/// Machine-wide CPU time from the `cpu` line of `/proc/stat`, in clock ticks, summed over
+/// all CPUs. Softirq work done in ksoftirqd threads and in interrupt context shows here but
+/// in no process's `/proc/<pid>/stat`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MachineTicks {
+    /// user + nice.
+    pub user: u64,
+    /// system.
+    pub system: u64,
+    /// softirq.
+    pub softirq: u64,
+    /// idle + iowait.
+    pub idle: u64,
+    /// irq + steal.
+    pub other: u64,
+}
+
+impl MachineTicks {
+    /// The counters now (all zero if `/proc/stat` cannot be read).
+    pub fn now() -> Self {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        Self::parse(&stat).unwrap_or_default()
+    }
+
+    /// Parses the aggregate `cpu` line of a `/proc/stat` text.
+    fn parse(stat: &str) -> Option<Self> {
+        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        let at = |i: usize| f.get(i).copied().unwrap_or(0);
+        // user nice system idle iowait irq softirq steal (guest time is included in user).
+        Some(Self {
+            user: at(0) + at(1),
+            system: at(2),
+            idle: at(3) + at(4),
+            other: at(5) + at(7),
+            softirq: at(6),
+        })
+    }
+
+    /// The ticks between `earlier` and `self`.
+    pub fn since(self, earlier: Self) -> Self {
+        Self {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+            softirq: self.softirq.saturating_sub(earlier.softirq),
+            idle: self.idle.saturating_sub(earlier.idle),
+            other: self.other.saturating_sub(earlier.other),
+        }
+    }
+
+    /// Adds another window's ticks.
+    pub fn add(&mut self, o: Self) {
+        self.user += o.user;
+        self.system += o.system;
+        self.softirq += o.softirq;
+        self.idle += o.idle;
+        self.other += o.other;
+    }
+
+    /// `ticks` as a percentage of one CPU over `secs` (the unit of `relay%`: the four
+    /// shares add up to about 100 x CPUs).
+    pub fn pct(ticks: u64, secs: f64) -> f64 {
+        ticks as f64 * 100.0 / clock_ticks() / secs.max(1e-9)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_ticks_parse_the_cpu_line() {
+        let stat = "cpu  10 2 30 400 5 6 7 8 9 0\ncpu0 1 1 1 1 1 1 1 1 1 1\nintr 1\n";
+        let t = MachineTicks::parse(stat).unwrap();
+        assert_eq!(
+            t,
+            MachineTicks {
+                user: 12,
+                system: 30,
+                softirq: 7,
+                idle: 405,
+                other: 14
+            }
+        );
+        let later = MachineTicks { idle: 500, ..t };
+        assert_eq!(later.since(t).idle, 95);
+        assert_eq!(later.since(t).user, 0);
+        assert!(MachineTicks::now().idle > 0);
+    }
 }

@@ -1,6 +1,7 @@
 //! Aggregating the harness's samples across rounds and printing the tables and ratios.
 
 use crate::load::Sample;
+use crate::procs::MachineTicks;
 
 /// What the load generator talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,11 +12,31 @@ pub enum Target {
     Guestgate,
     /// Through the naive message-level relay.
     Naive,
+    /// Through a byte-level TCP forwarder that copies through a 64 KiB buffer (a floor).
+    TcpCopy,
+    /// Through a byte-level TCP forwarder that splices through pipes (a floor).
+    TcpSplice,
 }
 
 impl Target {
     /// The order targets run in within a round.
     pub const ALL: [Target; 3] = [Target::Direct, Target::Guestgate, Target::Naive];
+    /// The floor references, run after [`Target::ALL`] in each round when asked for.
+    pub const FLOOR: [Target; 2] = [Target::TcpCopy, Target::TcpSplice];
+    /// Every target, in table order.
+    const EVERY: [Target; 5] = [
+        Target::Direct,
+        Target::Guestgate,
+        Target::Naive,
+        Target::TcpCopy,
+        Target::TcpSplice,
+    ];
+
+    /// The targets of a round: [`Target::ALL`], then [`Target::FLOOR`] if `floor`.
+    pub fn round(floor: bool) -> Vec<Target> {
+        let floor = if floor { &Self::FLOOR[..] } else { &[] };
+        Self::ALL.iter().chain(floor).copied().collect()
+    }
 
     /// The table label.
     pub fn name(self) -> &'static str {
@@ -23,6 +44,8 @@ impl Target {
             Target::Direct => "direct",
             Target::Guestgate => "guestgate",
             Target::Naive => "naive",
+            Target::TcpCopy => "tcp-copy",
+            Target::TcpSplice => "tcp-splice",
         }
     }
 }
@@ -36,6 +59,7 @@ pub struct Cell {
     rtts_us: Vec<u32>,
     relay_cpu: f64,
     own_cpu: f64,
+    machine: MachineTicks,
     /// Rate of each round.
     rates: Vec<f64>,
 }
@@ -59,6 +83,11 @@ impl Cell {
         self.rtts_us[i] as f64 / 1000.0
     }
 
+    /// A machine-wide CPU share during the windows, in percent of one CPU.
+    fn machine_pct(&self, kind: fn(&MachineTicks) -> u64) -> f64 {
+        MachineTicks::pct(kind(&self.machine), self.secs)
+    }
+
     fn spread(&self) -> String {
         let min = self.rates.iter().cloned().fold(f64::INFINITY, f64::min);
         let max = self.rates.iter().cloned().fold(0.0, f64::max);
@@ -79,6 +108,7 @@ pub fn add(cells: &mut Vec<Cell>, target: Target, size: usize, s: Sample) {
             c.rtts_us.extend(s.rtts_us);
             c.relay_cpu += s.relay_cpu;
             c.own_cpu += s.own_cpu;
+            c.machine.add(s.machine);
             c.rates.push(rate);
         }
         None => cells.push(Cell {
@@ -89,6 +119,7 @@ pub fn add(cells: &mut Vec<Cell>, target: Target, size: usize, s: Sample) {
             rtts_us: s.rtts_us,
             relay_cpu: s.relay_cpu,
             own_cpu: s.own_cpu,
+            machine: s.machine,
             rates: vec![rate],
         }),
     }
@@ -128,11 +159,23 @@ pub fn print_throughput(cells: &mut [Cell], sizes: &[usize]) {
         c.rtts_us.sort_unstable();
     }
     println!(
-        "\n{:<8} {:<10} {:>10} {:>8} {:>8} {:>8} {:>7} {:>9} {:>7}  msgs/s per round",
-        "size", "target", "msgs/s", "MB/s", "p50 ms", "p99 ms", "relay%", "relay us", "gen%",
+        "\n{:<8} {:<10} {:>10} {:>8} {:>8} {:>8} {:>7} {:>9} {:>6} {:>6} {:>6} {:>9} {:>6}  msgs/s per round",
+        "size",
+        "target",
+        "msgs/s",
+        "MB/s",
+        "p50 ms",
+        "p99 ms",
+        "relay%",
+        "relay us",
+        "gen%",
+        "user%",
+        "sys%",
+        "softirq%",
+        "idle%",
     );
     for &size in sizes {
-        for t in Target::ALL {
+        for t in Target::EVERY {
             let Some(c) = find(cells, t, size) else {
                 continue;
             };
@@ -144,7 +187,7 @@ pub fn print_throughput(cells: &mut [Cell], sizes: &[usize]) {
                 ),
             };
             println!(
-                "{:<8} {:<10} {:>10.0} {:>8.1} {:>8.2} {:>8.2} {:>7} {:>9} {:>7.0}  {}",
+                "{:<8} {:<10} {:>10.0} {:>8.1} {:>8.2} {:>8.2} {:>7} {:>9} {:>6.0} {:>6.0} {:>6.0} {:>9.0} {:>6.0}  {}",
                 size_label(size),
                 t.name(),
                 c.rate(),
@@ -154,6 +197,10 @@ pub fn print_throughput(cells: &mut [Cell], sizes: &[usize]) {
                 relay_pct,
                 relay_us,
                 c.own_cpu * 100.0 / c.secs,
+                c.machine_pct(|m| m.user),
+                c.machine_pct(|m| m.system),
+                c.machine_pct(|m| m.softirq),
+                c.machine_pct(|m| m.idle),
                 c.spread()
             );
         }
@@ -194,6 +241,86 @@ pub fn print_throughput(cells: &mut [Cell], sizes: &[usize]) {
             need
         );
     }
+    print_floor(cells, sizes);
+}
+
+/// With the floor targets measured: what fraction of the byte-forwarding rate each relay
+/// reaches, and the best guestgate/naive ratio the floor allows.
+fn print_floor(cells: &[Cell], sizes: &[usize]) {
+    if !cells.iter().any(|c| Target::FLOOR.contains(&c.target)) {
+        return;
+    }
+    println!(
+        "\nfloor: byte-level TCP forwarders (no WebSocket work), the rate a relay would reach if its WebSocket work were free"
+    );
+    println!(
+        "{:<8} {:>14} {:>16} {:>12} {:>14} {:>13} {:>16}",
+        "size",
+        "gg/tcp-splice",
+        "naive/tcp-splice",
+        "gg/tcp-copy",
+        "naive/tcp-copy",
+        "splice/copy",
+        "relay us gg/spl",
+    );
+    let ratio = |a: Option<&Cell>, b: Option<&Cell>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}x", a.rate() / b.rate().max(1e-9)),
+        _ => "-".to_string(),
+    };
+    let mut bounds = Vec::new();
+    for &size in sizes {
+        let gg = find(cells, Target::Guestgate, size);
+        let nv = find(cells, Target::Naive, size);
+        let copy = find(cells, Target::TcpCopy, size);
+        let splice = find(cells, Target::TcpSplice, size);
+        let cpu = match (gg, splice) {
+            (Some(g), Some(s)) => format!(
+                "{:.2}x",
+                g.relay_us_per_msg() / s.relay_us_per_msg().max(1e-9)
+            ),
+            _ => "-".to_string(),
+        };
+        println!(
+            "{:<8} {:>14} {:>16} {:>12} {:>14} {:>13} {:>16}",
+            size_label(size),
+            ratio(gg, splice),
+            ratio(nv, splice),
+            ratio(gg, copy),
+            ratio(nv, copy),
+            ratio(splice, copy),
+            cpu,
+        );
+        if let (Some(gg), Some(nv), Some(splice)) = (gg, nv, splice) {
+            let bound = splice.rate() / nv.rate().max(1e-9);
+            let actual = gg.rate() / nv.rate().max(1e-9);
+            let mut line = format!(
+                "{:<8} best possible guestgate/naive implied by the floor: tcp-splice/naive = {bound:.2}x \
+                 (per round {}); measured guestgate/naive {actual:.2}x",
+                size_label(size),
+                round_ratios(splice, nv),
+            );
+            if actual > bound {
+                line.push_str(
+                    " (above the floor: noise, or the forwarder is no strict bound here)",
+                );
+            }
+            if let Some(copy) = copy
+                && copy.rate() > splice.rate()
+            {
+                let by_copy = copy.rate() / nv.rate().max(1e-9);
+                line.push_str(&format!(
+                    " (tcp-copy was faster: tcp-copy/naive = {by_copy:.2}x)"
+                ));
+            }
+            bounds.push(line);
+        }
+    }
+    if !bounds.is_empty() {
+        println!();
+        for line in bounds {
+            println!("{line}");
+        }
+    }
 }
 
 /// Prints the connect-cycle table.
@@ -205,7 +332,7 @@ pub fn print_cycles(cells: &mut [Cell]) {
         "\n{:<10} {:>10} {:>9} {:>9}  cycles/s per round",
         "target", "cycles/s", "p50 ms", "p99 ms"
     );
-    for t in Target::ALL {
+    for t in Target::EVERY {
         let Some(c) = find(cells, t, 0) else { continue };
         println!(
             "{:<10} {:>10.0} {:>9.2} {:>9.2}  {}",
@@ -227,6 +354,13 @@ pub fn print_cycles(cells: &mut [Cell]) {
             round_ratios(gg, nv),
             gg.rate() / dr.rate().max(1e-9)
         );
+        if let Some(splice) = find(cells, Target::TcpSplice, 0) {
+            println!(
+                "floor: guestgate/tcp-splice {:.2}x, naive/tcp-splice {:.2}x",
+                gg.rate() / splice.rate().max(1e-9),
+                nv.rate() / splice.rate().max(1e-9)
+            );
+        }
     }
 }
 

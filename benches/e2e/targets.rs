@@ -1,6 +1,7 @@
-//! The three targets of a harness run: the echo upstream (in the harness process) and the
-//! two relays in front of it, the real guestgate binary and the naive relay, each a child
-//! process on its own loopback port.
+//! The targets of a harness run: the echo upstream (in the harness process) and the two
+//! relays in front of it, the real guestgate binary and the naive relay, each a child process
+//! on its own loopback port; optionally the two byte-level TCP forwarders (`tcp-copy`,
+//! `tcp-splice`, see `forward.rs`) as floor references, child processes too.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -20,15 +21,19 @@ pub struct Targets {
     pub guestgate: procs::Child,
     /// The naive relay child.
     pub naive: procs::Child,
+    /// The floor forwarders (`tcp-copy`, `tcp-splice`), when asked for.
+    pub floor: Option<[procs::Child; 2]>,
 }
 
 impl Targets {
-    /// Starts the echo upstream and both relays (each child lives at most `lifetime`).
-    /// `guestgate` overrides the binary measured (default: next to this one); `buffer_bytes`
-    /// runs it from a generated config with that `relay.buffer_bytes`.
+    /// Starts the echo upstream and both relays, and the two floor forwarders if `floor`
+    /// (each child lives at most `lifetime`). `guestgate` overrides the binary measured
+    /// (default: next to this one); `buffer_bytes` runs it from a generated config with that
+    /// `relay.buffer_bytes`.
     pub async fn start(
         guestgate: Option<&Path>,
         buffer_bytes: Option<usize>,
+        floor: bool,
         lifetime: Duration,
     ) -> Result<Self, String> {
         let me = std::env::current_exe().map_err(|e| format!("locating this binary: {e}"))?;
@@ -95,28 +100,73 @@ impl Targets {
             "echo upstream {echo} (in process); guestgate pid {} on {gg_addr}; naive relay pid {} on {nv_addr}",
             guestgate.pid, naive.pid
         );
+        let floor = if floor {
+            let copy = spawn_forwarder(&me, echo, false, lifetime).await?;
+            let splice = spawn_forwarder(&me, echo, true, lifetime).await?;
+            eprintln!(
+                "tcp-copy pid {} on {}; tcp-splice pid {} on {}",
+                copy.pid, copy.addr, splice.pid, splice.addr
+            );
+            Some([copy, splice])
+        } else {
+            None
+        };
         Ok(Self {
             echo,
             guestgate,
             naive,
+            floor,
         })
+    }
+
+    fn child(&self, t: Target) -> Option<&procs::Child> {
+        match t {
+            Target::Direct => None,
+            Target::Guestgate => Some(&self.guestgate),
+            Target::Naive => Some(&self.naive),
+            Target::TcpCopy => self.floor.as_ref().map(|f| &f[0]),
+            Target::TcpSplice => self.floor.as_ref().map(|f| &f[1]),
+        }
     }
 
     /// The relay process behind `t` (none for a direct connection).
     pub fn pid(&self, t: Target) -> Option<u32> {
-        match t {
-            Target::Direct => None,
-            Target::Guestgate => Some(self.guestgate.pid),
-            Target::Naive => Some(self.naive.pid),
-        }
+        self.child(t).map(|c| c.pid)
     }
 
     /// Where to connect for `t`.
-    pub fn addr(&self, t: Target) -> SocketAddr {
+    pub fn addr(&self, t: Target) -> Result<SocketAddr, String> {
         match t {
-            Target::Direct => self.echo,
-            Target::Guestgate => self.guestgate.addr,
-            Target::Naive => self.naive.addr,
+            Target::Direct => Ok(self.echo),
+            _ => self
+                .child(t)
+                .map(|c| c.addr)
+                .ok_or_else(|| format!("{} was not started (--floor)", t.name())),
         }
     }
+}
+
+/// Starts this binary's `tcp-forward` mode in front of the echo at `echo`.
+async fn spawn_forwarder(
+    me: &Path,
+    echo: SocketAddr,
+    splice: bool,
+    lifetime: Duration,
+) -> Result<procs::Child, String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], procs::free_port()?));
+    let mut args = vec![
+        "tcp-forward".to_string(),
+        "--listen".to_string(),
+        addr.to_string(),
+        "--upstream".to_string(),
+        echo.to_string(),
+        "--exit-on-stdin-eof".to_string(),
+    ];
+    let name = if splice {
+        args.push("--splice".to_string());
+        "tcp-splice forwarder"
+    } else {
+        "tcp-copy forwarder"
+    };
+    procs::spawn(name, me, &args, addr, lifetime).await
 }

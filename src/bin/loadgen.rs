@@ -3,12 +3,16 @@
 //! one run with the targets interleaved, and prints throughput, latency, connect-cycle and
 //! idle-memory figures with guestgate's ratios. How to run and read it: `benches/README.md`.
 //!
-//! Modes: `throughput`, `cycles`, `idle`, and `naive-relay` (the naive relay as a server,
-//! which the other modes start as a child process). Everything binds and connects to
-//! 127.0.0.1 only, runs for a bounded time and stops its children by pid.
+//! Modes: `throughput`, `cycles`, `idle`, `naive-relay` (the naive relay as a server, which
+//! the other modes start as a child process) and `tcp-forward` (a byte-level TCP forwarder,
+//! copying or splicing: the floor references `throughput --floor` and `cycles --floor` add).
+//! Everything binds and connects to 127.0.0.1 only, runs for a bounded time and stops its
+//! children by pid.
 
 #[path = "../../benches/e2e/echo.rs"]
 mod echo;
+#[path = "../../benches/e2e/forward.rs"]
+mod forward;
 #[path = "../../benches/e2e/load.rs"]
 mod load;
 #[path = "../../benches/e2e/naive.rs"]
@@ -65,6 +69,23 @@ enum Mode {
         #[arg(long)]
         exit_on_stdin_eof: bool,
     },
+    /// Run a byte-level TCP forwarder (no WebSocket work) as a server: the floor reference
+    /// `--floor` adds (started by the other modes).
+    TcpForward {
+        /// Listen address (loopback).
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Upstream address, e.g. 127.0.0.1:9000 (loopback).
+        #[arg(long)]
+        upstream: SocketAddr,
+        /// Move bytes with splice(2) through a pipe per direction (Linux) instead of copying
+        /// through a 64 KiB buffer.
+        #[arg(long)]
+        splice: bool,
+        /// Exit when standard input closes (the harness holds it open).
+        #[arg(long)]
+        exit_on_stdin_eof: bool,
+    },
 }
 
 #[derive(Args)]
@@ -108,9 +129,14 @@ struct ThroughputArgs {
     /// Unmeasured seconds before each cell's window.
     #[arg(long, default_value_t = 0.5)]
     warmup: f64,
-    /// Rounds; each round runs every size through direct, guestgate, naive in turn.
+    /// Rounds; each round runs every size through direct, guestgate, naive (and the floor
+    /// targets) in turn.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Also measure the floor: byte-level TCP forwarders (`tcp-copy`, `tcp-splice`) that do
+    /// no WebSocket work, interleaved with the other targets in every round.
+    #[arg(long)]
+    floor: bool,
 }
 
 #[derive(Args)]
@@ -125,9 +151,12 @@ struct CyclesArgs {
     /// Seconds per cell.
     #[arg(long, default_value_t = 3.0)]
     duration: f64,
-    /// Rounds of direct, guestgate, naive.
+    /// Rounds of direct, guestgate, naive (and the floor targets).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Also measure the byte-level TCP forwarders (`tcp-copy`, `tcp-splice`).
+    #[arg(long)]
+    floor: bool,
 }
 
 #[derive(Args)]
@@ -163,6 +192,12 @@ fn main() -> ExitCode {
                 upstream,
                 exit_on_stdin_eof,
             } => naive_relay(listen, upstream, exit_on_stdin_eof).await,
+            Mode::TcpForward {
+                listen,
+                upstream,
+                splice,
+                exit_on_stdin_eof,
+            } => tcp_forward(listen, upstream, splice, exit_on_stdin_eof).await,
         }
     });
     match result {
@@ -181,19 +216,23 @@ fn secs(s: f64) -> Duration {
 async fn throughput(a: ThroughputArgs) -> Result<(), String> {
     let instrument = a.inst.instrument;
     raw::set_instrument(instrument);
+    let round_targets = Target::round(a.floor);
     let cell_bound = a.warmup + a.duration + 20.0;
-    let lifetime = secs(a.rounds as f64 * a.sizes.len() as f64 * 3.0 * cell_bound + 120.0);
+    let cells_per_size = round_targets.len() as f64;
+    let lifetime =
+        secs(a.rounds as f64 * a.sizes.len() as f64 * cells_per_size * cell_bound + 120.0);
     let targets = Targets::start(
         a.bin.guestgate.as_deref(),
         a.bin.guestgate_buffer_bytes,
+        a.floor,
         lifetime,
     )
     .await?;
     let mut cells: Vec<Cell> = Vec::new();
     for round in 1..=a.rounds {
         for &size in &a.sizes {
-            for t in Target::ALL {
-                let addr = targets.addr(t);
+            for &t in &round_targets {
+                let addr = targets.addr(t)?;
                 let sample = load::throughput(
                     addr,
                     targets.pid(t),
@@ -208,7 +247,7 @@ async fn throughput(a: ThroughputArgs) -> Result<(), String> {
                 .map_err(|e| format!("{} {}: {e}", t.name(), report::size_label(size)))?;
                 let rate = sample.msgs as f64 / sample.secs;
                 eprintln!(
-                    "round {round}/{}  {:>7}  {:<9}  {rate:>10.0} msg/s",
+                    "round {round}/{}  {:>7}  {:<10}  {rate:>10.0} msg/s",
                     a.rounds,
                     report::size_label(size),
                     t.name()
@@ -233,22 +272,30 @@ async fn throughput(a: ThroughputArgs) -> Result<(), String> {
 async fn cycles(a: CyclesArgs) -> Result<(), String> {
     let instrument = a.inst.instrument;
     raw::set_instrument(instrument);
-    let lifetime = secs(a.rounds as f64 * 3.0 * (a.duration + 20.0) + 120.0);
+    let round_targets = Target::round(a.floor);
+    let per_round = round_targets.len() as f64;
+    let lifetime = secs(a.rounds as f64 * per_round * (a.duration + 20.0) + 120.0);
     let targets = Targets::start(
         a.bin.guestgate.as_deref(),
         a.bin.guestgate_buffer_bytes,
+        a.floor,
         lifetime,
     )
     .await?;
     let mut cells: Vec<Cell> = Vec::new();
     for round in 1..=a.rounds {
-        for t in Target::ALL {
-            let sample = load::cycles(targets.addr(t), a.concurrency, secs(a.duration), instrument)
-                .await
-                .map_err(|e| format!("{}: {e}", t.name()))?;
+        for &t in &round_targets {
+            let sample = load::cycles(
+                targets.addr(t)?,
+                a.concurrency,
+                secs(a.duration),
+                instrument,
+            )
+            .await
+            .map_err(|e| format!("{}: {e}", t.name()))?;
             let rate = sample.msgs as f64 / sample.secs;
             eprintln!(
-                "round {round}/{}  {:<9}  {rate:>8.0} cycles/s",
+                "round {round}/{}  {:<10}  {rate:>8.0} cycles/s",
                 a.rounds,
                 t.name()
             );
@@ -285,6 +332,7 @@ async fn idle(a: IdleArgs) -> Result<(), String> {
     let targets = Targets::start(
         a.bin.guestgate.as_deref(),
         a.bin.guestgate_buffer_bytes,
+        false,
         Duration::from_secs(900),
     )
     .await?;
@@ -377,16 +425,7 @@ async fn naive_relay(
         return Err("the naive relay only listens on and connects to loopback addresses".into());
     }
     if stdin_eof {
-        std::thread::spawn(|| {
-            use std::io::Read;
-            let mut buf = [0u8; 64];
-            while let Ok(n) = std::io::stdin().read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-            }
-            std::process::exit(0);
-        });
+        exit_on_stdin_eof();
     }
     let listener = TcpListener::bind(listen)
         .await
@@ -413,4 +452,46 @@ async fn naive_relay(
             naive::relay(browser, up).await;
         });
     }
+}
+
+/// Exits the process when standard input closes (the harness holds the pipe open).
+fn exit_on_stdin_eof() {
+    std::thread::spawn(|| {
+        use std::io::Read;
+        let mut buf = [0u8; 64];
+        while let Ok(n) = std::io::stdin().read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+        std::process::exit(0);
+    });
+}
+
+/// A byte-level TCP forwarder as a server: accept, connect the upstream, forward both ways.
+async fn tcp_forward(
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    splice: bool,
+    stdin_eof: bool,
+) -> Result<(), String> {
+    if !listen.ip().is_loopback() || !upstream.ip().is_loopback() {
+        return Err("the forwarder only listens on and connects to loopback addresses".into());
+    }
+    let mode = if splice {
+        forward::Mode::Splice
+    } else {
+        forward::Mode::Copy
+    };
+    if !mode.supported() {
+        return Err("--splice needs Linux (splice(2))".into());
+    }
+    if stdin_eof {
+        exit_on_stdin_eof();
+    }
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("binding {listen}: {e}"))?;
+    forward::serve(listener, upstream, mode).await;
+    Ok(())
 }
