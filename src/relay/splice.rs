@@ -197,14 +197,8 @@ mod linux {
         use super::*;
         use std::time::Duration;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        use tokio::net::TcpListener;
 
-        async fn pair() -> (TcpStream, TcpStream) {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let (a, b) = tokio::join!(TcpStream::connect(addr), listener.accept());
-            (a.unwrap(), b.unwrap().0)
-        }
+        use crate::relay::tcp::loopback_pair as pair;
 
         #[tokio::test]
         async fn moves_bytes_and_holds_a_pipe_only_while_bytes_are_in_it() {
