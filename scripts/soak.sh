@@ -101,6 +101,11 @@ base_rss=$(rss_kib)
 base_fds=$(fds)
 echo "guestgate pid $gg_pid on $gg_addr (admin $admin_addr), upstream $echo_addr"
 echo "baseline: RSS ${base_rss} KiB, ${base_fds} fds"
+# Empty splice pipes each worker thread keeps for reuse after large messages: at most 4 pipes
+# (8 fds) per thread, and tokio runs one worker thread per CPU. They are a bounded cache, not a
+# leak, so the fd checks allow them.
+pool_fds=$((8 * $(nproc)))
+fd_slack=$((10 + pool_fds))
 echo "== $SOAK_CONNECTIONS connections for ${SOAK_SECONDS}s, one ${SOAK_MESSAGE_BYTES}-byte message per connection every ${SOAK_INTERVAL}s"
 
 started=$(date +%s)
@@ -140,7 +145,7 @@ for round in $(seq 1 "$SOAK_ROUNDS"); do
 
     # Let guestgate finish the close handshakes, then compare with the baseline.
     for _ in $(seq 1 $((SOAK_SETTLE * 10))); do
-        if [[ "$(open_gauge)" == 0 && "$(fds)" -le $((base_fds + 2)) ]]; then
+        if [[ "$(open_gauge)" == 0 && "$(fds)" -le $((base_fds + pool_fds + 2)) ]]; then
             break
         fi
         sleep 0.1
@@ -193,6 +198,6 @@ status=0
 ((clients_status == 0 && client_errors == 0)) || { echo "FAIL: client errors"; status=1; }
 ((failed == 0 && upstream_failures == 0 && abnormal_closes == 0)) || { echo "FAIL: guestgate counted failed connections"; status=1; }
 [[ "$after_open" == 0 ]] || { echo "FAIL: guestgate still holds $after_open connections"; status=1; }
-((after_fds <= base_fds + 10)) || { echo "FAIL: guestgate holds $after_fds fds, baseline $base_fds"; status=1; }
+((after_fds <= base_fds + fd_slack)) || { echo "FAIL: guestgate holds $after_fds fds, baseline $base_fds (+$fd_slack allowed)"; status=1; }
 ((status == 0)) && echo "PASS"
 exit "$status"

@@ -33,8 +33,9 @@ mod linux {
 
     /// Pipe capacity asked for; the kernel may give less (per-user pipe limits).
     const PIPE_BYTES: usize = 256 << 10;
-    /// Empty pipes kept per thread for reuse.
-    const POOL_PIPES: usize = 16;
+    /// Empty pipes kept per thread for reuse (two descriptors each; more are created and
+    /// closed as needed when many connections splice at once).
+    const POOL_PIPES: usize = 4;
 
     thread_local! {
         static POOL: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
