@@ -1,10 +1,12 @@
 //! The forwarding core: two [`Pump`]s moving frames verbatim between a browser and an
-//! upstream, and the close logic that decides what each leg is told when the relay ends.
+//! upstream; `close` decides what each leg is told when the relay ends.
 //!
 //! Data path: `browser socket → Pump(browser→upstream) → upstream socket` and the mirror
 //! image. Neither pump unmasks, re-masks or copies payloads; see `ARCHITECTURE.md` for why the
-//! browser's masking key can stay on the upstream leg.
+//! browser's masking key can stay on the upstream leg. On two plain TCP legs the unread part
+//! of a large payload does not even pass through the pump's buffer (`splice`).
 
+mod close;
 pub mod frame;
 mod lease;
 pub mod pump;
@@ -21,7 +23,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::close_code::{self, CloseCode};
 pub use frame::{Limits, Side, Violation};
 pub use pump::{LiveStats, Pump, PumpConfig, PumpEnd, PumpStats};
 pub use rewrite::MessageTransform;
@@ -330,8 +331,12 @@ where
             end = down.run(shutdown) => (Side::Upstream, end),
         };
         let (mut report, plan) = match source {
-            Side::Browser => Box::pin(finish(end, Side::Browser, &mut up, &mut down, cfg)).await,
-            Side::Upstream => Box::pin(finish(end, Side::Upstream, &mut down, &mut up, cfg)).await,
+            Side::Browser => {
+                Box::pin(close::finish(end, Side::Browser, &mut up, &mut down, cfg)).await
+            }
+            Side::Upstream => {
+                Box::pin(close::finish(end, Side::Upstream, &mut down, &mut up, cfg)).await
+            }
         };
         report.from_browser = up.stats();
         report.from_upstream = down.stats();
@@ -342,211 +347,6 @@ where
             up.shutdown_destination().await;
         }
         report
-    }
-}
-
-/// Which write sides still deserve an orderly shutdown.
-struct Teardown {
-    shutdown_browser: bool,
-    shutdown_upstream: bool,
-}
-
-/// Completes the close after `ended` (reading `source`) stopped with `end`; `other` is the
-/// opposite direction, still mid-flight.
-async fn finish<R1, W1, R2, W2>(
-    end: PumpEnd,
-    source: Side,
-    ended: &mut Pump<R1, W1>,
-    other: &mut Pump<R2, W2>,
-    cfg: &RelayConfig,
-) -> (RelayReport, Teardown)
-where
-    R1: AsyncRead + Unpin,
-    W1: AsyncWrite + Unpin,
-    R2: AsyncRead + Unpin,
-    W2: AsyncWrite + Unpin,
-{
-    let dest = source.other();
-    let mut report = RelayReport {
-        closer: Closer::Guestgate,
-        why: "",
-        code_to_browser: None,
-        code_to_upstream: None,
-        from_browser: PumpStats::default(),
-        from_upstream: PumpStats::default(),
-    };
-    let mut set_code = |side: Side, code: Option<u16>| match side {
-        Side::Browser => report.code_to_browser = code,
-        Side::Upstream => report.code_to_upstream = code,
-    };
-
-    // The normal case: one side closed, its close went through; relay the reply.
-    if let PumpEnd::CloseForwarded(code) = end {
-        set_code(dest, code);
-        let never = CancellationToken::new();
-        let reply = tokio::time::timeout(cfg.close_timeout, other.run(&never)).await;
-        let reply_code = match reply {
-            Ok(PumpEnd::CloseForwarded(c)) => c,
-            _ => None,
-        };
-        set_code(source, reply_code);
-        report.closer = closer(source);
-        report.why = match reply {
-            Ok(PumpEnd::CloseForwarded(_)) => "close handshake completed",
-            Err(_) => "close handshake timed out",
-            Ok(_) => "peer failed during the close handshake",
-        };
-        // The browser's TCP is closed by us (we are its server); the upstream closes its own.
-        return (
-            report,
-            Teardown {
-                shutdown_browser: true,
-                shutdown_upstream: dest == Side::Upstream && reply.is_err(),
-            },
-        );
-    }
-
-    // Everything else: decide what the source (offender or lost) and the destination get.
-    let (why, to_source, to_dest): (&'static str, Option<CloseCode>, Option<CloseCode>) = match end
-    {
-        PumpEnd::SourceLost(_) => (
-            "transport closed without a close frame",
-            None,
-            Some(lost(source)),
-        ),
-        PumpEnd::Violation(v) => (v.detail(), Some(offender_code(v)), Some(misbehaved(source))),
-        PumpEnd::SourceIdle => (
-            "idle timeout",
-            Some(idle_to(source)),
-            Some(idle_to_other(source)),
-        ),
-        PumpEnd::DestinationFailed(_) => ("write to the other leg failed", Some(lost(dest)), None),
-        PumpEnd::DestinationStalled => {
-            ("write to the other leg stalled", Some(stalled(dest)), None)
-        }
-        PumpEnd::Refused(reason) => (
-            reason,
-            Some(CloseCode {
-                code: close_code::POLICY_VIOLATION.code,
-                reason,
-            }),
-            Some(close_code::BROWSER_MISBEHAVED),
-        ),
-        PumpEnd::Cancelled => (
-            "guestgate is shutting down",
-            Some(close_code::GOING_AWAY),
-            Some(close_code::GOING_AWAY),
-        ),
-        PumpEnd::CloseForwarded(_) => unreachable!("handled above"),
-    };
-    report.why = why;
-    report.closer = match end {
-        PumpEnd::SourceLost(_) => closer(source),
-        PumpEnd::DestinationFailed(_) => closer(dest),
-        _ => Closer::Guestgate,
-    };
-
-    // `ended` writes to dest, `other` writes to source.
-    let mut sent_to_dest = false;
-    let mut sent_to_source = false;
-    if let Some(c) = to_dest
-        && ended.send_close(c.code, c.reason).await
-    {
-        set_code(dest, Some(c.code));
-        sent_to_dest = true;
-    }
-    // A misbehaving browser first gets what the upstream still had in flight for it (say,
-    // the echo of its last valid message): relay until the upstream answers our close.
-    if sent_to_dest
-        && source == Side::Browser
-        && matches!(end, PumpEnd::Violation(_) | PumpEnd::Refused(_))
-        && other.relay_until_close(cfg.close_timeout).await
-    {
-        sent_to_dest = false; // its close reply is already read
-    }
-    if let Some(c) = to_source
-        && other.send_close(c.code, c.reason).await
-    {
-        set_code(source, Some(c.code));
-        sent_to_source = true;
-    }
-    // Read each peer's close reply so neither connection is reset with unread bytes.
-    match (sent_to_dest, sent_to_source) {
-        (true, true) => {
-            tokio::join!(
-                other.drain(cfg.close_timeout),
-                ended.drain(cfg.close_timeout)
-            );
-        }
-        (true, false) => {
-            other.drain(cfg.close_timeout).await;
-        }
-        (false, true) => {
-            ended.drain(cfg.close_timeout).await;
-        }
-        (false, false) => {}
-    }
-    (
-        report,
-        Teardown {
-            shutdown_browser: true,
-            shutdown_upstream: true,
-        },
-    )
-}
-
-fn closer(side: Side) -> Closer {
-    match side {
-        Side::Browser => Closer::Browser,
-        Side::Upstream => Closer::Upstream,
-    }
-}
-
-/// What the other leg hears when `side`'s transport is lost.
-fn lost(side: Side) -> CloseCode {
-    match side {
-        Side::Browser => close_code::BROWSER_GONE,
-        Side::Upstream => close_code::UPSTREAM_LOST,
-    }
-}
-
-/// What the other leg hears when writes to `side` stopped making progress.
-fn stalled(side: Side) -> CloseCode {
-    match side {
-        Side::Browser => close_code::BROWSER_GONE,
-        Side::Upstream => close_code::UPSTREAM_TIMEOUT,
-    }
-}
-
-/// What the other leg hears when `side` broke the protocol or a limit.
-fn misbehaved(side: Side) -> CloseCode {
-    match side {
-        Side::Browser => close_code::BROWSER_MISBEHAVED,
-        Side::Upstream => close_code::UPSTREAM_BAD,
-    }
-}
-
-/// What an idle leg hears.
-fn idle_to(side: Side) -> CloseCode {
-    match side {
-        Side::Browser => close_code::BROWSER_IDLE,
-        Side::Upstream => close_code::IDLE_GOING_AWAY,
-    }
-}
-
-/// What the other leg hears when `side` idled out.
-fn idle_to_other(side: Side) -> CloseCode {
-    match side {
-        Side::Browser => close_code::BROWSER_GONE,
-        Side::Upstream => close_code::UPSTREAM_TIMEOUT,
-    }
-}
-
-/// What the offending leg hears.
-fn offender_code(v: Violation) -> CloseCode {
-    match v {
-        Violation::Protocol(_) => close_code::PROTOCOL_ERROR,
-        Violation::TooBig(_) => close_code::TOO_BIG,
     }
 }
 
