@@ -12,6 +12,7 @@ mod lease;
 pub mod pump;
 pub mod rewrite;
 pub mod splice;
+mod stats;
 pub mod tcp;
 
 use std::sync::Arc;
