@@ -485,6 +485,26 @@ impl WsRig {
         }
     }
 
+    /// Under each fault in turn, runs `n` connections of `scenario` (`concurrency` at a time)
+    /// and asserts that every one of them ends with `expected`.
+    async fn each_fault_ends_with<F, Fut>(
+        &self,
+        faults: &[Fault],
+        phase: &str,
+        (n, concurrency): (usize, usize),
+        expected: &Outcome,
+        scenario: F,
+    ) where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Outcome>,
+    {
+        for &fault in faults {
+            self.proxy.set_fault(fault).await;
+            let counts = run_many(n, concurrency, &scenario).await;
+            assert_all(&format!("{fault:?} {phase}"), &counts, expected, n);
+        }
+    }
+
     async fn no_leak(&self, label: &str, proxy_drains: bool) {
         assert_no_leak(label, &self.gg, &self.proxy, proxy_drains, self.baseline).await
     }
@@ -603,16 +623,14 @@ fn reset_or_eof_during_the_upstream_upgrade_gives_4503() {
             Fault::HalfCloseAfter(0, Dir::Down),
             Fault::CapBytes(rig.hs_up + rig.hs_down / 2),
         ];
-        for fault in faults {
-            rig.proxy.set_fault(fault).await;
-            let counts = run_many(N / faults.len(), 10, || just_connect(rig.gg.addr)).await;
-            assert_all(
-                &format!("{fault:?} during the upgrade"),
-                &counts,
-                &close(4503, "upstream unavailable"),
-                N / faults.len(),
-            );
-        }
+        rig.each_fault_ends_with(
+            &faults,
+            "during the upgrade",
+            (N / faults.len(), 10),
+            &close(4503, "upstream unavailable"),
+            || just_connect(rig.gg.addr),
+        )
+        .await;
         rig.no_leak("reset/eof during the upgrade", true).await;
         rig.recovers().await;
         rig.finish().await;
@@ -662,16 +680,14 @@ fn upstream_silent_mid_session_gives_4504_after_the_idle_timeout() {
             // Nothing more either way.
             Fault::StallAfter(rig.hs_up + PING_UP + rig.hs_down + PING_DOWN, Dir::Both),
         ];
-        for fault in faults {
-            rig.proxy.set_fault(fault).await;
-            let counts = run_many(N / 2, N / 2, || echo_then_ping(rig.gg.addr)).await;
-            assert_all(
-                &format!("{fault:?} mid-session, browser pinging"),
-                &counts,
-                &close(4504, "upstream timed out"),
-                N / 2,
-            );
-        }
+        rig.each_fault_ends_with(
+            &faults,
+            "mid-session, browser pinging",
+            (N / 2, N / 2),
+            &close(4504, "upstream timed out"),
+            || echo_then_ping(rig.gg.addr),
+        )
+        .await;
         rig.no_leak("stall mid-session", true).await;
         rig.recovers().await;
         rig.finish().await;
@@ -714,16 +730,14 @@ fn half_close_mid_session_gives_4503_upstream_connection_lost() {
             // The upstream reads EOF after the first message, answers it and hangs up.
             Fault::HalfCloseAfter(rig.hs_up + PING_UP, Dir::Up),
         ];
-        for fault in faults {
-            rig.proxy.set_fault(fault).await;
-            let counts = run_many(N / 2, N / 2, || echo_then_wait(rig.gg.addr)).await;
-            assert_all(
-                &format!("{fault:?} mid-session"),
-                &counts,
-                &close(4503, "upstream connection lost"),
-                N / 2,
-            );
-        }
+        rig.each_fault_ends_with(
+            &faults,
+            "mid-session",
+            (N / 2, N / 2),
+            &close(4503, "upstream connection lost"),
+            || echo_then_wait(rig.gg.addr),
+        )
+        .await;
         rig.no_leak("half-close mid-session", true).await;
         rig.recovers().await;
         rig.finish().await;
