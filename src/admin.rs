@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::route::RouteUpstream;
 use crate::server::Gateway;
 
 /// Renders the metrics page; `None` serves 404 at `/metrics`.
@@ -61,12 +62,12 @@ fn not_ready_because(gateway: &Gateway) -> Option<serde_json::Value> {
     if gateway.draining.load(Ordering::Relaxed) {
         return Some(serde_json::json!({"ready": false, "reason": "draining"}));
     }
-    let failing = gateway.routes.iter().find(|route| {
-        route
+    let failing = gateway.routes.iter().find(|route| match &route.upstream {
+        RouteUpstream::Flow(f) => f
             .flow
-            .as_ref()
-            .and_then(|f| f.token_source())
-            .is_some_and(|source| !source.is_healthy())
+            .token_source()
+            .is_some_and(|source| !source.is_healthy()),
+        _ => false,
     })?;
     Some(serde_json::json!({
         "ready": false,

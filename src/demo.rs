@@ -12,10 +12,11 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::app;
-use crate::auth::genesys::GenesysConfig;
 use crate::auth::resume::ResumeConfig;
-use crate::config::{Config, RouteConfig};
+use crate::config::{Config, RouteConfig, UpstreamConfig};
 use crate::mock::genesys::{DEFAULT_DEPLOYMENT_ID, FakeGenesys, FakeGenesysConfig};
+use crate::preset::PresetConfig;
+use crate::preset::genesys::GenesysConfig;
 use crate::secret::SecretSource;
 use crate::server::Extras;
 
@@ -35,19 +36,18 @@ pub fn demo_config(
     let route: &mut RouteConfig = &mut config.routes[0];
     route.name = "demo".into();
     route.path = "/ws".into();
-    route.upstream = None;
-    route.genesys = Some(GenesysConfig {
+    route.upstream = UpstreamConfig::Preset(PresetConfig::Genesys(GenesysConfig {
         domain: None,
         base_url: Some(fake_url.parse().expect("fake URL is valid")),
         deployment_id: DEFAULT_DEPLOYMENT_ID.into(),
         origin: DEMO_ORIGIN.into(),
         application: None,
-        allowed_actions: crate::auth::genesys::DEFAULT_ACTIONS
+        allowed_actions: crate::preset::genesys::DEFAULT_ACTIONS
             .iter()
             .map(|s| s.to_string())
             .collect(),
         ready_timeout: std::time::Duration::from_secs(10),
-    });
+    }));
     route.resume = resume_key_file.map(|path| {
         ResumeConfig::new(vec![SecretSource {
             file: Some(path.to_owned()),

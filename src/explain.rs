@@ -3,47 +3,30 @@
 
 use std::fmt::Write;
 
-use crate::route::Route;
+use crate::route::{Route, RouteUpstream};
 
 /// A commented, human-readable expansion of one route.
 pub fn route(route: &Route) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# route {:?} at {}", route.name, route.path);
-    match (&route.genesys, &route.flow) {
-        (Some(g), _) => {
-            let _ = writeln!(out, "#   preset: genesys-web-messaging");
-            let _ = writeln!(out, "#   upstream: {}", g.socket_url());
-            let _ = writeln!(out, "#   upstream Origin: {}", g.origin_header());
-            let hello = g.hello("[session token, generated per conversation]");
-            for frame in &hello.frames {
-                let _ = writeln!(out, "#   hello: {frame}");
+    match &route.upstream {
+        RouteUpstream::Preset(preset) => {
+            for line in preset.explain() {
+                let _ = writeln!(out, "#   {line}");
             }
-            for c in &hello.ready {
-                let _ = writeln!(out, "#   ready when {} == {}", c.pointer, c.equals);
-            }
-            let _ = writeln!(out, "#   ready deadline: {:?}", hello.deadline);
-            let _ = writeln!(
-                out,
-                "#   browser requests: token injected; actions allowed: {}",
-                g.allowed_actions.join(", ")
-            );
         }
-        (None, Some(_)) => {
+        RouteUpstream::Flow(flow) => {
             let _ = writeln!(
                 out,
                 "#   flow: oauth token (if configured) -> steps -> upstream rendered per connection"
             );
-            let _ = writeln!(
-                out,
-                "#   upstream host: {}",
-                crate::upstream::host_label(&route.target.url)
-            );
+            let _ = writeln!(out, "#   upstream host: {}", flow.flow.upstream_host());
         }
-        (None, None) => {
+        RouteUpstream::Relay(target) => {
             let _ = writeln!(
                 out,
                 "#   plain relay to {}",
-                crate::upstream::host_label(&route.target.url)
+                crate::upstream::host_label(&target.url)
             );
         }
     }

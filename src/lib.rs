@@ -14,6 +14,7 @@ pub mod explain;
 pub mod handshake;
 pub mod metrics;
 pub mod mock;
+pub mod preset;
 pub mod relay;
 pub mod route;
 pub mod secret;

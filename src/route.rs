@@ -3,15 +3,16 @@
 //! start-up so bad settings fail before any port is bound.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, header};
+use url::Url;
 
 use crate::auth::flow::{self, PreparedFlow};
-use crate::auth::genesys::GenesysConfig;
-use crate::auth::resume::{ResumeConfig, ResumeKeys};
-use crate::config::RouteConfig;
+use crate::config::{RouteConfig, UpstreamConfig};
 use crate::edge::EdgePolicy;
 use crate::metrics::Metrics;
+use crate::preset::{Preset, PresetContext, Resume};
 use crate::relay::RelayConfig;
 use crate::tls;
 use crate::upstream::UpstreamTarget;
@@ -24,16 +25,49 @@ pub struct Route {
     pub path: String,
     /// Browser-side policy checked before the upgrade.
     pub edge: EdgePolicy,
-    /// Where and how to connect upstream.
-    pub target: UpstreamTarget,
-    /// The Genesys guest session flow, when the route uses the preset.
-    pub genesys: Option<GenesysConfig>,
-    /// The declarative flow run per connection, when the route has one.
-    pub flow: Option<PreparedFlow>,
+    /// What the route connects browsers to.
+    pub upstream: RouteUpstream,
     /// Resume tickets: the keys and their settings.
-    pub resume: Option<(ResumeKeys, ResumeConfig)>,
+    pub resume: Option<Resume>,
     /// Relay limits and timers.
     pub relay: RelayConfig,
+}
+
+/// A route's upstream, prepared: one variant per kind of upstream the config can choose.
+pub enum RouteUpstream {
+    /// Frames relayed verbatim to a fixed target.
+    Relay(UpstreamTarget),
+    /// A declarative flow renders the target per connection.
+    Flow(FlowUpstream),
+    /// A preset opens the upstream session.
+    Preset(Preset),
+}
+
+/// A flow route's upstream: the compiled flow and the connect settings its rendered URL and
+/// headers are added to.
+pub struct FlowUpstream {
+    /// The compiled flow.
+    pub flow: PreparedFlow,
+    /// Headers sent on every connection (the configured Origin).
+    pub headers: HeaderMap,
+    /// TLS for a `wss://` upstream.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// The route's connect timeout.
+    pub timeout: Duration,
+}
+
+impl FlowUpstream {
+    /// The target for one connection, from the URL and headers the flow rendered for it.
+    pub fn target(&self, url: Url, rendered: HeaderMap) -> UpstreamTarget {
+        let mut headers = self.headers.clone();
+        headers.extend(rendered);
+        UpstreamTarget {
+            url,
+            headers,
+            tls: self.tls.clone(),
+            timeout: self.timeout,
+        }
+    }
 }
 
 /// A route that could not be prepared.
@@ -57,34 +91,42 @@ impl Route {
             problem,
         };
         let tls = tls::client_config(cfg.extra_ca.as_deref()).map_err(|e| fail(e.to_string()))?;
-        let mut headers = HeaderMap::new();
-        let origin = match &cfg.genesys {
-            Some(g) => Some(g.origin_header()),
-            None => cfg.upstream_origin.clone(),
-        };
-        if let Some(origin) = origin {
-            let value = HeaderValue::from_str(&origin)
-                .map_err(|_| fail("upstream_origin is not a valid header value".into()))?;
-            headers.insert(header::ORIGIN, value);
-        }
-        let flow = match &cfg.flow {
-            Some(f) => {
-                let hook = metrics.map(|m| flow::metrics_hook(m.clone(), cfg.name.clone()));
-                Some(
-                    f.prepare("flow", cfg.extra_ca.as_deref(), hook)
-                        .map_err(fail)?,
-                )
+        let origin_headers = |origin: &Option<String>| -> Result<HeaderMap, RouteError> {
+            let mut headers = HeaderMap::new();
+            if let Some(origin) = origin {
+                let value = HeaderValue::from_str(origin)
+                    .map_err(|_| fail("upstream_origin is not a valid header value".into()))?;
+                headers.insert(header::ORIGIN, value);
             }
-            None => None,
+            Ok(headers)
         };
-        let url = match (&cfg.genesys, &cfg.upstream, &cfg.flow) {
-            (Some(g), _, _) => g.socket_url(),
-            (None, Some(url), _) => url.clone(),
-            // Replaced per connection by the flow's rendered URL.
-            (None, None, Some(f)) => url::Url::parse(&f.upstream.replace(['{', '}'], ""))
-                .map_err(|_| fail("flow.upstream: not a URL".into()))?,
-            (None, None, None) => {
-                return Err(fail("no upstream (validate the config first)".into()));
+        let mut relay = cfg.relay.to_relay_config();
+        let upstream = match &cfg.upstream {
+            UpstreamConfig::Relay { url, origin } => RouteUpstream::Relay(UpstreamTarget {
+                url: url.clone(),
+                headers: origin_headers(origin)?,
+                tls,
+                timeout: cfg.connect_timeout,
+            }),
+            UpstreamConfig::Flow { flow: f, origin } => {
+                let hook = metrics.map(|m| flow::metrics_hook(m.clone(), cfg.name.clone()));
+                RouteUpstream::Flow(FlowUpstream {
+                    flow: f
+                        .prepare("flow", cfg.extra_ca.as_deref(), hook)
+                        .map_err(fail)?,
+                    headers: origin_headers(origin)?,
+                    tls,
+                    timeout: cfg.connect_timeout,
+                })
+            }
+            UpstreamConfig::Preset(p) => {
+                let ctx = PresetContext {
+                    tls,
+                    connect_timeout: cfg.connect_timeout,
+                };
+                let preset = p.prepare(ctx).map_err(fail)?;
+                preset.tune_relay(&mut relay);
+                RouteUpstream::Preset(preset)
             }
         };
         let ticket_key = match &cfg.edge.ticket {
@@ -105,25 +147,11 @@ impl Route {
             )),
             None => None,
         };
-        let mut relay = cfg.relay.to_relay_config();
-        if cfg.genesys.is_some() {
-            // Genesys's own SDK pings every 15 s.
-            relay.upstream_ping = relay
-                .upstream_ping
-                .map(|d| d.min(std::time::Duration::from_secs(15)));
-        }
         Ok(Arc::new(Self {
             name: cfg.name.clone(),
             path: cfg.path.clone(),
             edge,
-            target: UpstreamTarget {
-                url,
-                headers,
-                tls,
-                timeout: cfg.connect_timeout,
-            },
-            genesys: cfg.genesys.clone(),
-            flow,
+            upstream,
             resume,
             relay,
         }))

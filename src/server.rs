@@ -88,10 +88,15 @@ impl Gateway {
         })
     }
 
-    fn route(&self, path: &str) -> Option<&Arc<Route>> {
-        self.routes
-            .iter()
-            .find(|r| r.path == path || (r.path == "/" && !path.starts_with("/_")))
+    /// The route for a request path: the route with exactly that path, else the catch-all
+    /// route `/` (for every path but guestgate's own `/_…` ones). Config order plays no part,
+    /// and paths are unique, so no route can shadow another.
+    pub fn route(&self, path: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| r.path == path).or_else(|| {
+            self.routes
+                .iter()
+                .find(|r| r.path == "/" && !path.starts_with("/_"))
+        })
     }
 }
 

@@ -1,21 +1,18 @@
-//! Setting up one connection's upstream session before relaying: connect, then, for a route
-//! with a preset, run its hello exchange and prepare the browser-message rewrite and the
-//! greeting guestgate sends the browser. Every failure maps to a documented close code.
+//! Setting up one connection's upstream session before relaying, by the route's kind of
+//! upstream: connect (plain relay), run the declarative flow then connect (flow), or let the
+//! preset open its session (which may add a browser-message rewrite and a greeting). Every
+//! failure maps to a documented close code.
 
 use std::time::Instant;
 
-use serde_json::{Value, json};
-
 use crate::auth::flow::FlowError;
-use crate::auth::hello::{self, HelloError};
-use crate::auth::resume::{ResumeTicket, unix_now};
+use crate::auth::hello::HelloError;
 use crate::close_code::{self, CloseCode};
 use crate::metrics::Metrics;
+use crate::preset::SetupContext;
 use crate::relay::{Leg, MessageTransform};
-use crate::route::Route;
-use crate::secret::Secret;
-use crate::upstream::{self, UpstreamError, UpstreamStream};
-use tracing::debug;
+use crate::route::{FlowUpstream, Route, RouteUpstream};
+use crate::upstream::{self, UpstreamError, UpstreamStream, UpstreamTarget};
 
 /// An upstream session ready to relay.
 pub struct Established {
@@ -25,6 +22,17 @@ pub struct Established {
     pub transform: Option<Box<dyn MessageTransform>>,
     /// A text message guestgate sends the browser before relaying (e.g. `SessionReady`).
     pub greeting: Option<String>,
+}
+
+impl Established {
+    /// A leg relayed verbatim: no rewrite, no greeting.
+    pub fn verbatim(upstream: Leg<UpstreamStream>) -> Self {
+        Self {
+            upstream,
+            transform: None,
+            greeting: None,
+        }
+    }
 }
 
 /// Why the set-up failed.
@@ -67,24 +75,6 @@ impl SetupError {
     }
 }
 
-/// The session token from the browser's resume ticket, if it presented a valid one. Any
-/// problem with the ticket starts a fresh session; it is never an error for the browser.
-fn resume_token(route: &Route, browser: &BrowserRequest, metrics: &Metrics) -> Option<String> {
-    let (keys, cfg) = route.resume.as_ref()?;
-    let query = browser.query.as_deref()?;
-    let ticket = url::form_urlencoded::parse(query.as_bytes())
-        .find(|(name, _)| *name == cfg.param.as_str())
-        .map(|(_, value)| value.into_owned())?;
-    match keys.open(&ticket, &route.name, unix_now()) {
-        Ok(t) => Some(t.session_token.expose().to_owned()),
-        Err(e) => {
-            metrics.resume_attempt(e.outcome_label());
-            debug!(route = %route.name, error = %e, "resume ticket not accepted; starting a fresh session");
-            None
-        }
-    }
-}
-
 /// What the browser brought that the set-up may use.
 #[derive(Debug, Default, Clone)]
 pub struct BrowserRequest {
@@ -92,83 +82,68 @@ pub struct BrowserRequest {
     pub query: Option<String>,
 }
 
-/// Connects upstream and, for a preset route, establishes the guest session.
+/// Connects upstream and, for a preset or flow route, establishes the upstream session.
 pub async fn establish(
     route: &Route,
     browser: &BrowserRequest,
     metrics: &Metrics,
 ) -> Result<Established, SetupError> {
-    let flow_target;
-    let target = match &route.flow {
-        Some(flow) => {
-            let flow_started = Instant::now();
-            let rendered = flow.run(browser.query.as_deref()).await;
-            metrics.observe_setup_step(&route.name, "http_step", flow_started.elapsed());
-            if let Some(source) = flow.token_source()
-                && let Some(secs) = source.seconds_until_expiry()
-            {
-                metrics.set_token_expiry(
-                    &route.name,
-                    std::time::Duration::from_secs_f64(secs.max(0.0)),
-                );
-            }
-            let (url, headers) = rendered?;
-            let mut target = route.target.clone();
-            target.url = url;
-            target.headers.extend(headers);
-            flow_target = target;
-            &flow_target
+    match &route.upstream {
+        RouteUpstream::Relay(target) => {
+            let leg = connect(target, &route.name, metrics).await?;
+            Ok(Established::verbatim(leg))
         }
-        None => &route.target,
-    };
+        RouteUpstream::Flow(flow) => {
+            let target = run_flow(route, flow, browser, metrics).await?;
+            let leg = connect(&target, &route.name, metrics).await?;
+            Ok(Established::verbatim(leg))
+        }
+        RouteUpstream::Preset(preset) => {
+            let ctx = SetupContext {
+                route: &route.name,
+                resume: route.resume.as_ref(),
+                browser,
+                metrics,
+            };
+            preset.establish(&ctx).await
+        }
+    }
+}
+
+/// Runs the route's declarative flow for one connection: the upstream request it renders.
+async fn run_flow(
+    route: &Route,
+    flow: &FlowUpstream,
+    browser: &BrowserRequest,
+    metrics: &Metrics,
+) -> Result<UpstreamTarget, SetupError> {
+    let started = Instant::now();
+    let rendered = flow.flow.run(browser.query.as_deref()).await;
+    metrics.observe_setup_step(&route.name, "http_step", started.elapsed());
+    if let Some(source) = flow.flow.token_source()
+        && let Some(secs) = source.seconds_until_expiry()
+    {
+        metrics.set_token_expiry(
+            &route.name,
+            std::time::Duration::from_secs_f64(secs.max(0.0)),
+        );
+    }
+    let (url, headers) = rendered?;
+    Ok(flow.target(url, headers))
+}
+
+/// Opens the upstream leg to `target`, timing it for the route's set-up metrics.
+pub async fn connect(
+    target: &UpstreamTarget,
+    route: &str,
+    metrics: &Metrics,
+) -> Result<Leg<UpstreamStream>, SetupError> {
     let started = Instant::now();
     let conn = upstream::connect(target).await;
-    metrics.observe_setup_step(&route.name, "upstream_connect", started.elapsed());
+    metrics.observe_setup_step(route, "upstream_connect", started.elapsed());
     let conn = conn?;
-    let mut leg = Leg {
+    Ok(Leg {
         io: conn.stream,
         prefix: conn.prefix,
-    };
-    let Some(genesys) = &route.genesys else {
-        return Ok(Established {
-            upstream: leg,
-            transform: None,
-            greeting: None,
-        });
-    };
-
-    let resumed = resume_token(route, browser, metrics);
-    let token = resumed
-        .clone()
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let hello_started = Instant::now();
-    let spec = genesys.hello(&token);
-    let (ready, rest) =
-        hello::exchange(&mut leg.io, std::mem::take(&mut leg.prefix), &spec).await?;
-    metrics.observe_setup_step(&route.name, "hello_ready", hello_started.elapsed());
-    leg.prefix = rest;
-    let new_session = ready
-        .pointer("/body/newSession")
-        .cloned()
-        .unwrap_or(Value::Null);
-    if resumed.is_some() {
-        let outcome = if new_session == Value::Bool(false) {
-            "resumed"
-        } else {
-            "fresh"
-        };
-        metrics.resume_attempt(outcome);
-    }
-    let mut body = json!({ "newSession": new_session });
-    if let Some((keys, cfg)) = &route.resume {
-        let ticket =
-            ResumeTicket::new(&route.name, Secret::new(token.clone()), unix_now(), cfg.ttl);
-        body["resumeTicket"] = Value::String(keys.seal(&ticket));
-    }
-    let greeting = json!({ "type": "guestgate", "class": "SessionReady", "body": body });
-    Ok(Established {
-        upstream: leg,
-        transform: Some(genesys.transform(&token)),
-        greeting: Some(greeting.to_string()),
     })
 }

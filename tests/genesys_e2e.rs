@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::*;
 use futures::{SinkExt, StreamExt};
 use guestgate::mock::genesys::{FakeGenesys, FakeGenesysConfig, FakeGenesysHandle};
+use guestgate::preset::PresetConfig;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -160,7 +161,10 @@ async fn hello_answered_by_an_error_frame_gives_4400() {
 async fn hello_never_answered_gives_4504_after_the_ready_deadline() {
     let url = scripted_upstream("").await;
     let mut config = preset_config(&url);
-    config.routes[0].genesys.as_mut().unwrap().ready_timeout = Duration::from_millis(300);
+    let Some(PresetConfig::Genesys(genesys)) = config.routes[0].upstream.preset_mut() else {
+        panic!("the demo route uses the genesys preset");
+    };
+    genesys.ready_timeout = Duration::from_millis(300);
     let gg = gateway(&config).await;
     let mut c = RawClient::connect(gg.addr, "").await;
     assert_eq!(c.close_frame().await.0, 4504);

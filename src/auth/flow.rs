@@ -80,6 +80,8 @@ pub struct PreparedFlow {
     client: reqwest::Client,
     steps: Vec<PreparedStep>,
     upstream: Template,
+    /// The upstream template's literal scheme, host and port.
+    upstream_origin: url::Url,
     headers: Vec<(HeaderName, Template)>,
     query: Vec<QueryParam>,
 }
@@ -167,7 +169,7 @@ impl FlowConfig {
         let steps = steps::prepare_steps(&self.steps, &format!("{prefix}.steps"), &mut known)?;
         let upstream = Template::parse_checked(&self.upstream, &known)
             .map_err(|e| format!("{prefix}.upstream: {e}"))?;
-        upstream
+        let upstream_origin = upstream
             .fixed_origin(&["ws", "wss"])
             .map_err(|e| format!("{prefix}.upstream: {e}"))?;
         let mut headers = Vec::new();
@@ -187,6 +189,7 @@ impl FlowConfig {
             client,
             steps,
             upstream,
+            upstream_origin,
             headers,
             query: self.query.clone(),
         })
@@ -197,6 +200,11 @@ impl PreparedFlow {
     /// The shared token source, for readiness and metrics.
     pub fn token_source(&self) -> Option<&TokenSource> {
         self.token_source.as_ref()
+    }
+
+    /// The upstream's `host:port` (literal in the template), safe to log.
+    pub fn upstream_host(&self) -> String {
+        crate::upstream::host_label(&self.upstream_origin)
     }
 
     /// Runs the flow for one connection: token, steps, then the upstream URL and headers.

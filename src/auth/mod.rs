@@ -11,7 +11,6 @@
 
 pub mod backoff;
 pub mod flow;
-pub mod genesys;
 pub mod hello;
 pub mod http_client;
 pub mod resume;

@@ -1,0 +1,223 @@
+//! The configuration model: typed serde structs with defaults, loaded from TOML or built from
+//! the `serve --upstream` one-liner, and a `validate()` that names the offending key.
+//!
+//! - this file: the whole file, the `[server]` section, errors, loading and validation;
+//! - [`route`]: one `[[routes]]` entry and the choice of upstream kind it makes;
+//! - [`relay`]: the `[routes.relay]` limits and timers.
+
+mod relay;
+mod route;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::edge::EdgeConfig;
+use crate::tls_server::TlsServerConfig;
+pub use relay::RelaySettings;
+pub use route::{RouteConfig, RouteFile, UpstreamConfig};
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// Listeners and process-wide settings.
+    pub server: ServerConfig,
+    /// WebSocket routes; each path is relayed to one upstream.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// The file exactly as written, before the routes are converted and checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    server: ServerConfig,
+    #[serde(default)]
+    routes: Vec<RouteFile>,
+}
+
+/// Listeners and process-wide limits.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Where browsers connect.
+    pub listen: SocketAddr,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served (keep it private).
+    pub admin_listen: SocketAddr,
+    /// Most browser connections held at once; further ones wait in the accept queue.
+    pub max_connections: usize,
+    /// How long a browser may take to send its upgrade request.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long relays get to close before they are cut.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// TLS for browsers (`wss://` straight to guestgate); reloaded when the files change.
+    pub tls: Option<TlsServerConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: ([127, 0, 0, 1], 8080).into(),
+            admin_listen: ([127, 0, 0, 1], 9090).into(),
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+            tls: None,
+        }
+    }
+}
+
+/// A config problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading config file {path}: {source}")]
+    Read {
+        /// The file given on the command line.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The TOML did not parse or did not fit the model (unknown keys included).
+    #[error("parsing config file {path}: {message}")]
+    Parse {
+        /// The file given on the command line.
+        path: PathBuf,
+        /// The parser's message, which names the key and the line.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid config: {key}: {problem}")]
+    Invalid {
+        /// The dotted key, e.g. `routes[0].upstream`.
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+pub(crate) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            message: e.to_string(),
+        })?;
+        let routes = file
+            .routes
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| r.into_route(&format!("routes[{i}]")))
+            .collect::<Result<_, _>>()?;
+        let config = Config {
+            server: file.server,
+            routes,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// A one-route config relaying every path to `upstream`, accepting browsers from
+    /// `allowed_origins` (any origin when empty).
+    pub fn one_liner_with_origins(
+        listen: SocketAddr,
+        upstream: Url,
+        allowed_origins: Vec<String>,
+    ) -> Self {
+        let mut config = Self::one_liner(listen, upstream);
+        config.routes[0].edge = EdgeConfig::one_liner(allowed_origins);
+        config
+    }
+
+    /// A one-route config relaying every path to `upstream` from any origin.
+    pub fn one_liner(listen: SocketAddr, upstream: Url) -> Self {
+        Self {
+            server: ServerConfig {
+                listen,
+                ..ServerConfig::default()
+            },
+            routes: vec![RouteConfig::relay(
+                "/",
+                upstream,
+                EdgeConfig::one_liner(Vec::new()),
+            )],
+        }
+    }
+
+    /// Checks everything serde cannot: ranges, schemes, duplicates.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.max_connections == 0 {
+            return Err(invalid("server.max_connections", "must be at least 1"));
+        }
+        if self.server.listen == self.server.admin_listen && self.server.listen.port() != 0 {
+            return Err(invalid(
+                "server.admin_listen",
+                "must differ from server.listen",
+            ));
+        }
+        if self.routes.is_empty() {
+            return Err(invalid("routes", "at least one route is needed"));
+        }
+        let mut paths = HashSet::new();
+        let mut names = HashSet::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            let prefix = format!("routes[{i}]");
+            route.validate(&prefix)?;
+            if !paths.insert(route.path.as_str()) {
+                return Err(invalid(
+                    format!("{prefix}.path"),
+                    format!("{} is used twice", route.path),
+                ));
+            }
+            // Names bind resume and site tickets and label metrics: two routes sharing one
+            // would accept each other's tickets and mix their figures.
+            if !names.insert(route.name.as_str()) {
+                return Err(invalid(
+                    format!("{prefix}.name"),
+                    format!("{:?} is used twice; route names must be unique", route.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Start-up warnings (e.g. a route accepting any Origin), with their keys.
+    pub fn warnings(&self) -> Vec<String> {
+        self.routes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| r.edge.warnings(&format!("routes[{i}].edge")))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

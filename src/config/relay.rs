@@ -1,0 +1,139 @@
+//! The `[routes.relay]` section: frame limits, buffer size and timers as written in the
+//! config, checked and turned into the relay core's [`RelayConfig`].
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, invalid};
+use crate::relay::{Limits, RelayConfig};
+
+/// Relay limits and timers as written in the config.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelaySettings {
+    /// Largest frame payload a browser may send.
+    pub browser_max_frame_bytes: u64,
+    /// Largest message a browser may send.
+    pub browser_max_message_bytes: u64,
+    /// Largest frame payload the upstream may send.
+    pub upstream_max_frame_bytes: u64,
+    /// Largest message the upstream may send.
+    pub upstream_max_message_bytes: u64,
+    /// Read buffer size per active direction (idle connections hold none).
+    pub buffer_bytes: usize,
+    /// Move large payloads between plain TCP legs with splice(2) instead of copying them
+    /// (Linux; ignored elsewhere and on TLS legs).
+    pub splice: bool,
+    /// A leg silent this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Ping interval toward the browser; `0s` turns pings off.
+    #[serde(with = "humantime_serde")]
+    pub browser_ping_interval: Duration,
+    /// Ping interval toward the upstream; `0s` turns pings off.
+    #[serde(with = "humantime_serde")]
+    pub upstream_ping_interval: Duration,
+    /// A write that makes no progress this long ends the relay.
+    #[serde(with = "humantime_serde")]
+    pub write_stall_timeout: Duration,
+    /// How long a close handshake may take.
+    #[serde(with = "humantime_serde")]
+    pub close_timeout: Duration,
+    /// How often a live connection's traffic is added to the metrics.
+    #[serde(with = "humantime_serde")]
+    pub metrics_flush_interval: Duration,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        let d = RelayConfig::default();
+        Self {
+            browser_max_frame_bytes: d.browser_limits.max_frame,
+            browser_max_message_bytes: d.browser_limits.max_message,
+            upstream_max_frame_bytes: d.upstream_limits.max_frame,
+            upstream_max_message_bytes: d.upstream_limits.max_message,
+            buffer_bytes: d.buffer_size,
+            splice: d.splice,
+            idle_timeout: d.idle_timeout,
+            browser_ping_interval: d.browser_ping.unwrap_or_default(),
+            upstream_ping_interval: d.upstream_ping.unwrap_or_default(),
+            write_stall_timeout: d.write_stall,
+            close_timeout: d.close_timeout,
+            metrics_flush_interval: d.metrics_flush,
+        }
+    }
+}
+
+impl RelaySettings {
+    /// The relay core's view of these settings.
+    pub fn to_relay_config(&self) -> RelayConfig {
+        let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+        RelayConfig {
+            browser_limits: Limits {
+                max_frame: self.browser_max_frame_bytes,
+                max_message: self.browser_max_message_bytes,
+            },
+            upstream_limits: Limits {
+                max_frame: self.upstream_max_frame_bytes,
+                max_message: self.upstream_max_message_bytes,
+            },
+            buffer_size: self.buffer_bytes,
+            splice: self.splice,
+            idle_timeout: self.idle_timeout,
+            browser_ping: nonzero(self.browser_ping_interval),
+            upstream_ping: nonzero(self.upstream_ping_interval),
+            write_stall: self.write_stall_timeout,
+            close_timeout: self.close_timeout,
+            metrics_flush: self.metrics_flush_interval,
+        }
+    }
+}
+
+impl RelaySettings {
+    pub(super) fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("{prefix}.{k}");
+        for (name, frame, message) in [
+            (
+                "browser",
+                self.browser_max_frame_bytes,
+                self.browser_max_message_bytes,
+            ),
+            (
+                "upstream",
+                self.upstream_max_frame_bytes,
+                self.upstream_max_message_bytes,
+            ),
+        ] {
+            if frame < 125 {
+                return Err(invalid(
+                    key(&format!("{name}_max_frame_bytes")),
+                    "must be at least 125",
+                ));
+            }
+            if message < frame {
+                return Err(invalid(
+                    key(&format!("{name}_max_message_bytes")),
+                    "must be at least the frame limit",
+                ));
+            }
+        }
+        if !(1024..=16 << 20).contains(&self.buffer_bytes) {
+            return Err(invalid(
+                key("buffer_bytes"),
+                "must be between 1024 and 16777216",
+            ));
+        }
+        for (name, d) in [
+            ("idle_timeout", self.idle_timeout),
+            ("write_stall_timeout", self.write_stall_timeout),
+            ("close_timeout", self.close_timeout),
+            ("metrics_flush_interval", self.metrics_flush_interval),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(key(name), "must be more than 0s"));
+            }
+        }
+        Ok(())
+    }
+}

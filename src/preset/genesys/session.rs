@@ -1,0 +1,143 @@
+//! One Genesys guest session per browser connection: connect to the deployment's socket,
+//! resume the conversation a valid ticket names or start a new one (`configureSession` with a
+//! session token guestgate generates and keeps), and greet the browser with `SessionReady`
+//! carrying a fresh resume ticket.
+
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderValue, header};
+use serde_json::{Value, json};
+use tracing::debug;
+
+use super::GenesysConfig;
+use crate::auth::hello;
+use crate::auth::resume::{ResumeTicket, unix_now};
+use crate::preset::{PresetContext, SetupContext};
+use crate::relay::RelayConfig;
+use crate::secret::Secret;
+use crate::setup::{self, Established, SetupError};
+use crate::upstream::UpstreamTarget;
+
+/// Genesys's own SDK pings every 15 s; guestgate pings the upstream at least as often.
+const UPSTREAM_PING_AT_MOST: Duration = Duration::from_secs(15);
+
+/// The Genesys preset prepared for a route.
+pub struct GenesysPreset {
+    config: GenesysConfig,
+    target: UpstreamTarget,
+}
+
+impl GenesysPreset {
+    /// The deployment's socket with its Origin, over the route's TLS settings.
+    pub fn new(config: GenesysConfig, ctx: PresetContext) -> Result<Self, String> {
+        let origin = HeaderValue::from_str(&config.origin_header())
+            .map_err(|_| "genesys.origin: not a valid header value".to_owned())?;
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ORIGIN, origin);
+        let target = UpstreamTarget {
+            url: config.socket_url(),
+            headers,
+            tls: ctx.tls,
+            timeout: ctx.connect_timeout,
+        };
+        Ok(Self { config, target })
+    }
+
+    /// The preset's settings.
+    pub fn config(&self) -> &GenesysConfig {
+        &self.config
+    }
+
+    /// The deployment's socket.
+    pub fn target(&self) -> &UpstreamTarget {
+        &self.target
+    }
+
+    /// Upstream pings no rarer than Genesys's own SDK sends them.
+    pub fn tune_relay(&self, relay: &mut RelayConfig) {
+        relay.upstream_ping = relay.upstream_ping.map(|d| d.min(UPSTREAM_PING_AT_MOST));
+    }
+
+    /// Connects, configures (or resumes) the guest session and prepares the greeting and the
+    /// token-inserting rewrite of browser messages.
+    pub async fn establish(&self, ctx: &SetupContext<'_>) -> Result<Established, SetupError> {
+        let mut leg = setup::connect(&self.target, ctx.route, ctx.metrics).await?;
+        let resumed = resume_token(ctx);
+        let token = resumed
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let hello_started = Instant::now();
+        let spec = self.config.hello(&token);
+        let (ready, rest) =
+            hello::exchange(&mut leg.io, std::mem::take(&mut leg.prefix), &spec).await?;
+        ctx.metrics
+            .observe_setup_step(ctx.route, "hello_ready", hello_started.elapsed());
+        leg.prefix = rest;
+        let new_session = ready
+            .pointer("/body/newSession")
+            .cloned()
+            .unwrap_or(Value::Null);
+        if resumed.is_some() {
+            let outcome = if new_session == Value::Bool(false) {
+                "resumed"
+            } else {
+                "fresh"
+            };
+            ctx.metrics.resume_attempt(outcome);
+        }
+        let mut body = json!({ "newSession": new_session });
+        if let Some((keys, cfg)) = ctx.resume {
+            let ticket =
+                ResumeTicket::new(ctx.route, Secret::new(token.clone()), unix_now(), cfg.ttl);
+            body["resumeTicket"] = Value::String(keys.seal(&ticket));
+        }
+        let greeting = json!({ "type": "guestgate", "class": "SessionReady", "body": body });
+        Ok(Established {
+            upstream: leg,
+            transform: Some(self.config.transform(&token)),
+            greeting: Some(greeting.to_string()),
+        })
+    }
+
+    /// What `guestgate check` says about the preset.
+    pub fn explain(&self) -> Vec<String> {
+        let g = &self.config;
+        let mut lines = vec![
+            format!("preset: {}", super::KIND),
+            format!("upstream: {}", g.socket_url()),
+            format!("upstream Origin: {}", g.origin_header()),
+        ];
+        let hello = g.hello("[session token, generated per conversation]");
+        lines.extend(hello.frames.iter().map(|f| format!("hello: {f}")));
+        lines.extend(
+            hello
+                .ready
+                .iter()
+                .map(|c| format!("ready when {} == {}", c.pointer, c.equals)),
+        );
+        lines.push(format!("ready deadline: {:?}", hello.deadline));
+        lines.push(format!(
+            "browser requests: token injected; actions allowed: {}",
+            g.allowed_actions.join(", ")
+        ));
+        lines
+    }
+}
+
+/// The session token from the browser's resume ticket, if it presented a valid one. Any
+/// problem with the ticket starts a fresh session; it is never an error for the browser.
+fn resume_token(ctx: &SetupContext<'_>) -> Option<String> {
+    let (keys, cfg) = ctx.resume?;
+    let query = ctx.browser.query.as_deref()?;
+    let ticket = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| *name == cfg.param.as_str())
+        .map(|(_, value)| value.into_owned())?;
+    match keys.open(&ticket, ctx.route, unix_now()) {
+        Ok(t) => Some(t.session_token.expose().to_owned()),
+        Err(e) => {
+            ctx.metrics.resume_attempt(e.outcome_label());
+            debug!(route = %ctx.route, error = %e, "resume ticket not accepted; starting a fresh session");
+            None
+        }
+    }
+}
