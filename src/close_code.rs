@@ -73,6 +73,12 @@ pub const UPSTREAM_AUTH_FAILED: CloseCode = CloseCode::new(4401, "upstream authe
 pub const UPSTREAM_RATE_LIMITED: CloseCode = CloseCode::new(4429, "upstream rate limited");
 /// The upstream sent something guestgate cannot relay (protocol error, bad reply).
 pub const UPSTREAM_BAD: CloseCode = CloseCode::new(4502, "upstream sent an invalid response");
+/// The upstream's handshake did not select the subprotocol agreed with the browser.
+pub const UPSTREAM_SUBPROTOCOL: CloseCode =
+    CloseCode::new(4502, "upstream did not agree to the subprotocol");
+/// The browser offered only subprotocols the route does not accept (no upstream work done).
+pub const NO_COMMON_SUBPROTOCOL: CloseCode =
+    CloseCode::new(4406, "no subprotocol in common with this route");
 /// The upstream could not be reached (connect, DNS, TLS) or answered the upgrade with an
 /// unexpected status.
 pub const UPSTREAM_UNAVAILABLE: CloseCode = CloseCode::new(4503, "upstream unavailable");
@@ -97,11 +103,13 @@ pub const ALL: &[CloseCode] = &[
     TOO_BIG,
     INTERNAL,
     BROWSER_IDLE,
+    NO_COMMON_SUBPROTOCOL,
     UPSTREAM_SESSION_REFUSED,
     UPSTREAM_AUTH_FAILED,
     UPSTREAM_REFUSED,
     UPSTREAM_RATE_LIMITED,
     UPSTREAM_BAD,
+    UPSTREAM_SUBPROTOCOL,
     UPSTREAM_UNAVAILABLE,
     UPSTREAM_LOST,
     UPSTREAM_TIMEOUT,

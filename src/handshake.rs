@@ -1,5 +1,13 @@
-//! The browser-side WebSocket upgrade: checking the request and building the 101 response.
-//! No extension is ever accepted, so permessage-deflate offers are simply not answered.
+//! The browser-side WebSocket upgrade: checking the request, agreeing on a subprotocol, and
+//! building the 101 response. No extension is ever accepted, so permessage-deflate offers are
+//! simply not answered.
+//!
+//! Subprotocols: a route lists the ones it accepts (`subprotocols`, in preference order).
+//! guestgate answers a browser that offers some with the first listed one it offered, and
+//! later asks the upstream for exactly that one. A browser whose offers have none in common
+//! with the route still gets a 101 (choosing its own first offer, so the handshake completes
+//! in every browser) and then, before any upstream work, close 4406 with a reason the page
+//! can read; refusing at the HTTP level would show the page only an opaque failure.
 
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode, header};
@@ -61,15 +69,83 @@ pub fn accept_key(method: &http::Method, headers: &HeaderMap) -> Result<String, 
     Ok(tungstenite::handshake::derive_accept_key(key.as_bytes()))
 }
 
-/// The 101 response: no extensions, no subprotocol.
-pub fn switching_protocols(accept: &str) -> Response<Full<Bytes>> {
-    Response::builder()
+/// The outcome of subprotocol negotiation with the browser.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Subprotocol {
+    /// The browser offered none: none is used on either leg.
+    #[default]
+    NotOffered,
+    /// Both agree on this one; the upstream is asked for it.
+    Agreed(String),
+    /// The browser offered only protocols the route does not accept; the first offer is echoed
+    /// so the handshake completes, then the connection is closed with 4406.
+    NoneInCommon {
+        /// The browser's first offer.
+        first_offer: String,
+    },
+}
+
+impl Subprotocol {
+    /// What the 101 response names in `Sec-WebSocket-Protocol`.
+    pub fn answer(&self) -> Option<&str> {
+        match self {
+            Subprotocol::NotOffered => None,
+            Subprotocol::Agreed(p) => Some(p),
+            Subprotocol::NoneInCommon { first_offer } => Some(first_offer),
+        }
+    }
+}
+
+/// Agrees on a subprotocol: the first of `accepted` (the route's list, in its order) that the
+/// browser offered. Offers are comma-separated tokens, possibly over several header lines.
+pub fn negotiate(headers: &HeaderMap, accepted: &[String]) -> Result<Subprotocol, UpgradeRefusal> {
+    let mut offers = Vec::new();
+    for value in headers.get_all(header::SEC_WEBSOCKET_PROTOCOL) {
+        let value = value
+            .to_str()
+            .map_err(|_| UpgradeRefusal::Malformed("Sec-WebSocket-Protocol is not ASCII"))?;
+        for token in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            if !is_token(token) {
+                return Err(UpgradeRefusal::Malformed(
+                    "Sec-WebSocket-Protocol holds an invalid token",
+                ));
+            }
+            offers.push(token);
+        }
+    }
+    let Some(first_offer) = offers.first() else {
+        return Ok(Subprotocol::NotOffered);
+    };
+    Ok(
+        match accepted.iter().find(|a| offers.contains(&a.as_str())) {
+            Some(agreed) => Subprotocol::Agreed(agreed.clone()),
+            None => Subprotocol::NoneInCommon {
+                first_offer: (*first_offer).to_owned(),
+            },
+        },
+    )
+}
+
+/// An RFC 7230 token: what a subprotocol name may be.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// The 101 response: no extensions; the subprotocol when one was chosen.
+pub fn switching_protocols(accept: &str, protocol: Option<&str>) -> Response<Full<Bytes>> {
+    let mut response = Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "Upgrade")
         .header(header::UPGRADE, "websocket")
-        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept);
+    if let Some(protocol) = protocol {
+        response = response.header(header::SEC_WEBSOCKET_PROTOCOL, protocol);
+    }
+    response
         .body(Full::default())
-        .expect("static response parts are valid")
+        .expect("negotiated tokens are valid header values")
 }
 
 /// A small plain-text response for refusals.
@@ -126,5 +202,44 @@ mod tests {
             accept_key(&http::Method::GET, &h),
             Err(UpgradeRefusal::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn subprotocols_follow_the_routes_preference_among_the_offers() {
+        let accepted = vec!["graphql-transport-ws".to_owned(), "v12.stomp".to_owned()];
+        let offer = |v: &[&str]| {
+            let pairs: Vec<_> = v.iter().map(|p| ("sec-websocket-protocol", *p)).collect();
+            negotiate(&headers(&pairs), &accepted)
+        };
+        assert_eq!(offer(&[]), Ok(Subprotocol::NotOffered));
+        assert_eq!(
+            offer(&["v12.stomp, graphql-transport-ws"]),
+            Ok(Subprotocol::Agreed("graphql-transport-ws".into()))
+        );
+        assert_eq!(
+            offer(&["mqtt", "v12.stomp"]),
+            Ok(Subprotocol::Agreed("v12.stomp".into()))
+        );
+        assert_eq!(
+            offer(&["mqtt, wamp"]),
+            Ok(Subprotocol::NoneInCommon {
+                first_offer: "mqtt".into()
+            })
+        );
+        assert!(offer(&["bad token"]).is_err());
+        assert_eq!(
+            negotiate(&headers(&[("sec-websocket-protocol", "mqtt")]), &[]),
+            Ok(Subprotocol::NoneInCommon {
+                first_offer: "mqtt".into()
+            })
+        );
+    }
+
+    #[test]
+    fn the_101_names_the_chosen_protocol_only_when_there_is_one() {
+        let r = switching_protocols("x", Some("mqtt"));
+        assert_eq!(r.headers()[header::SEC_WEBSOCKET_PROTOCOL], "mqtt");
+        let r = switching_protocols("x", None);
+        assert!(!r.headers().contains_key(header::SEC_WEBSOCKET_PROTOCOL));
     }
 }

@@ -52,11 +52,13 @@ pub const EDGE_REJECTION_REASONS: [&str; 7] = [
 /// Setup steps (`guestgate_setup_step_seconds`).
 pub const SETUP_STEPS: [&str; 4] = ["token", "http_step", "upstream_connect", "hello_ready"];
 /// Kinds of upstream setup failure (`guestgate_upstream_failures_total`).
-pub const UPSTREAM_FAILURE_KINDS: [&str; 9] = [
+pub const UPSTREAM_FAILURE_KINDS: [&str; 11] = [
     "connect",
     "tls",
     "refused",
     "bad_handshake",
+    "subprotocol",
+    "browser_request",
     "timeout",
     "token",
     "step",

@@ -27,6 +27,8 @@ pub struct Route {
     pub edge: EdgePolicy,
     /// What the route connects browsers to.
     pub upstream: RouteUpstream,
+    /// Subprotocols the route accepts, in preference order.
+    pub subprotocols: Vec<String>,
     /// Resume tickets: the keys and their settings.
     pub resume: Option<Resume>,
     /// Relay limits and timers.
@@ -152,6 +154,7 @@ impl Route {
             path: cfg.path.clone(),
             edge,
             upstream,
+            subprotocols: cfg.subprotocols.clone(),
             resume,
             relay,
         }))

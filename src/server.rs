@@ -304,6 +304,13 @@ fn handle(
             return handshake::plain(refusal.status(), refusal.to_string());
         }
     };
+    let subprotocol = match handshake::negotiate(req.headers(), &route.subprotocols) {
+        Ok(subprotocol) => subprotocol,
+        Err(refusal) => {
+            gateway.metrics.edge_rejected("bad_request");
+            return handshake::plain(refusal.status(), refusal.to_string());
+        }
+    };
     let query = req.uri().query();
     let admission = match route.edge.check(peer, req.headers(), query, Now::system()) {
         Ok(admission) => admission,
@@ -320,11 +327,13 @@ fn handle(
         setup_slot,
         request: BrowserRequest {
             query: req.uri().query().map(str::to_owned),
+            subprotocol,
         },
     };
+    let answer = upgrade.request.subprotocol.answer().map(str::to_owned);
     let sender = upgrade_slot.lock().expect("upgrade slot lock").take();
     if sender.is_some_and(|tx| tx.send(upgrade).is_ok()) {
-        handshake::switching_protocols(&accept)
+        handshake::switching_protocols(&accept, answer.as_deref())
     } else {
         handshake::plain(StatusCode::BAD_REQUEST, "one upgrade per connection")
     }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use crate::auth::flow::FlowError;
 use crate::auth::hello::HelloError;
 use crate::close_code::{self, CloseCode};
+use crate::handshake::Subprotocol;
 use crate::metrics::Metrics;
 use crate::preset::SetupContext;
 use crate::relay::{Leg, MessageTransform};
@@ -47,6 +48,9 @@ pub enum SetupError {
     /// The declarative flow (token, steps, templates) failed.
     #[error(transparent)]
     Flow(#[from] FlowError),
+    /// The browser offered only subprotocols the route does not accept.
+    #[error("browser offered no subprotocol this route accepts")]
+    NoCommonSubprotocol,
 }
 
 impl SetupError {
@@ -62,6 +66,7 @@ impl SetupError {
             SetupError::Hello(HelloError::Closed) => close_code::UPSTREAM_UNAVAILABLE,
             SetupError::Hello(HelloError::Invalid(_)) => close_code::UPSTREAM_BAD,
             SetupError::Flow(e) => e.close_code(),
+            SetupError::NoCommonSubprotocol => close_code::NO_COMMON_SUBPROTOCOL,
         }
     }
 
@@ -71,6 +76,7 @@ impl SetupError {
             SetupError::Connect(e) => e.kind(),
             SetupError::Hello(e) => e.kind(),
             SetupError::Flow(e) => e.kind(),
+            SetupError::NoCommonSubprotocol => "browser_request",
         }
     }
 }
@@ -80,6 +86,19 @@ impl SetupError {
 pub struct BrowserRequest {
     /// The raw query string of the upgrade request (it may carry a resume ticket).
     pub query: Option<String>,
+    /// The subprotocol agreed with the browser, if it offered any.
+    pub subprotocol: Subprotocol,
+}
+
+impl BrowserRequest {
+    /// The subprotocol to ask the upstream for.
+    fn upstream_protocol(&self) -> Result<Option<&str>, SetupError> {
+        match &self.subprotocol {
+            Subprotocol::NotOffered => Ok(None),
+            Subprotocol::Agreed(p) => Ok(Some(p)),
+            Subprotocol::NoneInCommon { .. } => Err(SetupError::NoCommonSubprotocol),
+        }
+    }
 }
 
 /// Connects upstream and, for a preset or flow route, establishes the upstream session.
@@ -88,14 +107,16 @@ pub async fn establish(
     browser: &BrowserRequest,
     metrics: &Metrics,
 ) -> Result<Established, SetupError> {
+    // Checked before any upstream work: a browser that cannot be served costs nothing.
+    let protocol = browser.upstream_protocol()?;
     match &route.upstream {
         RouteUpstream::Relay(target) => {
-            let leg = connect(target, &route.name, metrics).await?;
+            let leg = connect(target, protocol, &route.name, metrics).await?;
             Ok(Established::verbatim(leg))
         }
         RouteUpstream::Flow(flow) => {
             let target = run_flow(route, flow, browser, metrics).await?;
-            let leg = connect(&target, &route.name, metrics).await?;
+            let leg = connect(&target, protocol, &route.name, metrics).await?;
             Ok(Established::verbatim(leg))
         }
         RouteUpstream::Preset(preset) => {
@@ -132,14 +153,16 @@ async fn run_flow(
     Ok(flow.target(url, headers))
 }
 
-/// Opens the upstream leg to `target`, timing it for the route's set-up metrics.
+/// Opens the upstream leg to `target` (asking for `protocol`), timing it for the route's
+/// set-up metrics.
 pub async fn connect(
     target: &UpstreamTarget,
+    protocol: Option<&str>,
     route: &str,
     metrics: &Metrics,
 ) -> Result<Leg<UpstreamStream>, SetupError> {
     let started = Instant::now();
-    let conn = upstream::connect(target).await;
+    let conn = upstream::connect(target, protocol).await;
     metrics.observe_setup_step(route, "upstream_connect", started.elapsed());
     let conn = conn?;
     Ok(Leg {

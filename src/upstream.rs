@@ -129,6 +129,17 @@ pub enum UpstreamError {
         /// What was wrong.
         problem: &'static str,
     },
+    /// The upstream's 101 did not select the subprotocol guestgate asked for (or selected one
+    /// when none was asked for).
+    #[error("upstream {host} answered subprotocol {got:?} where {asked:?} was asked for")]
+    Subprotocol {
+        /// Host and port.
+        host: String,
+        /// What guestgate asked for (the one agreed with the browser).
+        asked: Option<String>,
+        /// What the upstream selected.
+        got: Option<String>,
+    },
     /// Connecting took longer than the route's connect timeout.
     #[error("connecting to upstream {host} timed out after {after:?}")]
     Timeout {
@@ -152,6 +163,7 @@ impl UpstreamError {
                 close_code::UPSTREAM_UNAVAILABLE
             }
             UpstreamError::BadHandshake { .. } => close_code::UPSTREAM_BAD,
+            UpstreamError::Subprotocol { .. } => close_code::UPSTREAM_SUBPROTOCOL,
             UpstreamError::Timeout { .. } => close_code::UPSTREAM_TIMEOUT,
         }
     }
@@ -163,6 +175,7 @@ impl UpstreamError {
             UpstreamError::Tls { .. } => "tls",
             UpstreamError::Refused { .. } => "refused",
             UpstreamError::BadHandshake { .. } => "bad_handshake",
+            UpstreamError::Subprotocol { .. } => "subprotocol",
             UpstreamError::Timeout { .. } => "timeout",
         }
     }
@@ -190,10 +203,14 @@ pub fn host_label(url: &Url) -> String {
     )
 }
 
-/// Connects and upgrades. No extensions are offered.
-pub async fn connect(target: &UpstreamTarget) -> Result<UpstreamConn, UpstreamError> {
+/// Connects and upgrades, asking for `protocol` when given. No extensions are offered. The
+/// upstream must select exactly the protocol asked for (and none when none was asked for).
+pub async fn connect(
+    target: &UpstreamTarget,
+    protocol: Option<&str>,
+) -> Result<UpstreamConn, UpstreamError> {
     let host = host_label(&target.url);
-    match tokio::time::timeout(target.timeout, connect_inner(target, &host)).await {
+    match tokio::time::timeout(target.timeout, connect_inner(target, protocol, &host)).await {
         Ok(result) => result,
         Err(_) => Err(UpstreamError::Timeout {
             host,
@@ -202,7 +219,11 @@ pub async fn connect(target: &UpstreamTarget) -> Result<UpstreamConn, UpstreamEr
     }
 }
 
-async fn connect_inner(target: &UpstreamTarget, host: &str) -> Result<UpstreamConn, UpstreamError> {
+async fn connect_inner(
+    target: &UpstreamTarget,
+    protocol: Option<&str>,
+    host: &str,
+) -> Result<UpstreamConn, UpstreamError> {
     let url = &target.url;
     let hostname = url
         .host_str()
@@ -235,12 +256,13 @@ async fn connect_inner(target: &UpstreamTarget, host: &str) -> Result<UpstreamCo
     } else {
         UpstreamStream::Plain(tcp)
     };
-    upgrade(stream, target, host).await
+    upgrade(stream, target, protocol, host).await
 }
 
 async fn upgrade(
     stream: UpstreamStream,
     target: &UpstreamTarget,
+    protocol: Option<&str>,
     host: &str,
 ) -> Result<UpstreamConn, UpstreamError> {
     let bad = |problem| UpstreamError::BadHandshake {
@@ -267,6 +289,13 @@ async fn upgrade(
         .map_err(|_| bad("could not build the upgrade request"))?;
     for (name, value) in &target.headers {
         request.headers_mut().append(name, value.clone());
+    }
+    if let Some(protocol) = protocol {
+        let value =
+            HeaderValue::from_str(protocol).map_err(|_| bad("subprotocol is not a valid token"))?;
+        request
+            .headers_mut()
+            .insert(header::SEC_WEBSOCKET_PROTOCOL, value);
     }
     let response = sender.send_request(request).await.map_err(|e| {
         if e.is_parse() || e.is_parse_status() {
@@ -304,10 +333,18 @@ async fn upgrade(
     {
         return Err(bad("upstream accepted an extension that was not offered"));
     }
-    let protocol = response
+    let selected = response
         .headers()
         .get(header::SEC_WEBSOCKET_PROTOCOL)
         .cloned();
+    if selected.as_ref().map(HeaderValue::as_bytes) != protocol.map(str::as_bytes) {
+        conn.abort();
+        return Err(UpstreamError::Subprotocol {
+            host: host.to_owned(),
+            asked: protocol.map(str::to_owned),
+            got: selected.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        });
+    }
     let upgraded = hyper::upgrade::on(response)
         .await
         .map_err(|_| bad("upgrade did not complete"))?;
@@ -318,7 +355,7 @@ async fn upgrade(
         stream: parts.io.into_inner(),
         // A right-sized copy: keeping hyper's read buffer would pin 8 KiB per connection.
         prefix: Bytes::copy_from_slice(&parts.read_buf),
-        protocol,
+        protocol: selected,
     })
 }
 

@@ -15,6 +15,7 @@ use super::{ConfigError, invalid};
 use crate::auth::flow::FlowConfig;
 use crate::auth::resume::ResumeConfig;
 use crate::edge::EdgeConfig;
+use crate::handshake::is_token;
 use crate::preset::genesys::GenesysConfig;
 use crate::preset::{PresetConfig, PresetTables};
 
@@ -28,6 +29,8 @@ pub struct RouteConfig {
     pub path: String,
     /// What the route connects browsers to.
     pub upstream: UpstreamConfig,
+    /// WebSocket subprotocols the route accepts, in preference order (empty: none).
+    pub subprotocols: Vec<String>,
     /// Browser-side policy checked before the upgrade (origins, caps, rates, tickets).
     pub edge: EdgeConfig,
     /// Resume tickets, so a reconnecting browser continues the same upstream session.
@@ -86,6 +89,7 @@ impl RouteConfig {
             name: default_route_name(),
             path: path.into(),
             upstream: UpstreamConfig::Relay { url, origin: None },
+            subprotocols: Vec::new(),
             edge,
             resume: None,
             extra_ca: None,
@@ -113,9 +117,23 @@ impl RouteConfig {
                 }
             }
             UpstreamConfig::Flow { .. } => {}
-            UpstreamConfig::Preset(preset) => preset
-                .validate(prefix)
-                .map_err(|(k, problem)| invalid(k, problem))?,
+            UpstreamConfig::Preset(preset) => {
+                preset
+                    .validate(prefix)
+                    .map_err(|(k, problem)| invalid(k, problem))?;
+                if !self.subprotocols.is_empty() {
+                    return Err(invalid(
+                        key("subprotocols"),
+                        format!("the {} preset speaks no subprotocol", preset.kind()),
+                    ));
+                }
+            }
+        }
+        if let Some(bad) = self.subprotocols.iter().find(|p| !is_token(p)) {
+            return Err(invalid(
+                key("subprotocols"),
+                format!("{bad:?} is not a valid subprotocol token"),
+            ));
         }
         if self.connect_timeout.is_zero() {
             return Err(invalid(key("connect_timeout"), "must be more than 0s"));
@@ -152,6 +170,8 @@ pub struct RouteFile {
     upstream: Option<Url>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     upstream_origin: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    subprotocols: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     extra_ca: Option<PathBuf>,
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
@@ -212,6 +232,7 @@ impl RouteFile {
             name: self.name,
             path: self.path,
             upstream,
+            subprotocols: self.subprotocols,
             edge: self.edge,
             resume: self.resume,
             extra_ca: self.extra_ca,
@@ -228,6 +249,7 @@ impl From<RouteConfig> for RouteFile {
             path: route.path,
             upstream: None,
             upstream_origin: None,
+            subprotocols: route.subprotocols,
             extra_ca: route.extra_ca,
             connect_timeout: route.connect_timeout,
             edge: route.edge,

@@ -110,10 +110,7 @@ fn a_route_has_exactly_one_kind_of_upstream() {
     let flow = "[routes.flow]\nupstream = \"wss://chat.example.com/s\"\n";
     let head = "[[routes]]\nedge.allow_any_origin = true\n";
     let cases = [
-        (
-            head.to_string(),
-            "routes[0].upstream: give an upstream URL",
-        ),
+        (head.to_string(), "routes[0].upstream: give an upstream URL"),
         (
             format!("{head}upstream = \"ws://x/\"\n{flow}"),
             "routes[0].upstream: give exactly one of",
@@ -183,4 +180,27 @@ edge.allow_any_origin = true
     );
     let again = Config::parse(&printed).unwrap();
     assert_eq!(toml::to_string_pretty(&again).unwrap(), printed);
+}
+
+#[test]
+fn subprotocols_are_tokens_and_not_for_presets() {
+    let ok = format!("{MINIMAL}subprotocols = [\"graphql-transport-ws\", \"v12.stomp\"]\n");
+    let ok = ok.replace("edge.allow_any_origin = true\nsubprotocols", "subprotocols");
+    let ok = format!("{ok}edge.allow_any_origin = true\n");
+    let c = Config::parse(&ok).unwrap();
+    assert_eq!(
+        c.routes[0].subprotocols,
+        ["graphql-transport-ws", "v12.stomp"]
+    );
+    let bad = ok.replace("v12.stomp", "v12 stomp");
+    let err = Config::parse(&bad).unwrap_err().to_string();
+    assert!(err.contains("routes[0].subprotocols"), "{err}");
+    let preset = "[[routes]]\nedge.allow_any_origin = true\nsubprotocols = [\"mqtt\"]\n[routes.genesys]\ndomain = \"mypurecloud.de\"\ndeployment_id = \"abc\"\norigin = \"https://www.example.com\"\n";
+    let err = Config::parse(preset).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "routes[0].subprotocols: the genesys-web-messaging preset speaks no subprotocol"
+        ),
+        "{err}"
+    );
 }

@@ -61,7 +61,7 @@ impl GenesysPreset {
     /// Connects, configures (or resumes) the guest session and prepares the greeting and the
     /// token-inserting rewrite of browser messages.
     pub async fn establish(&self, ctx: &SetupContext<'_>) -> Result<Established, SetupError> {
-        let mut leg = setup::connect(&self.target, ctx.route, ctx.metrics).await?;
+        let mut leg = setup::connect(&self.target, None, ctx.route, ctx.metrics).await?;
         let resumed = resume_token(ctx);
         let token = resumed
             .clone()
