@@ -1,6 +1,9 @@
 //! Subprotocols end to end: the browser gets one agreed protocol, the upstream is asked for the
 //! same one, and every mismatch ends with a documented close code the page can read.
 
+// The upstream's handshake callback has tungstenite's signature; its error type is not ours.
+#![allow(clippy::result_large_err)]
+
 mod common;
 
 use std::net::SocketAddr;
@@ -10,6 +13,7 @@ use common::{MASK, RawClient, config_for, gateway};
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+
 
 /// An echo upstream that records the protocols asked for and answers with `select(asked)`.
 struct ProtocolUpstream {
