@@ -23,3 +23,4 @@ pub mod setup;
 pub mod tls;
 pub mod tls_server;
 pub mod upstream;
+pub mod ws;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::relay::frame::{self, Kind};
+use crate::ws::frame::{self, Kind};
 
 /// A test on a JSON reply: the value at `pointer` equals (or, with `not`, differs from) `equals`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
