@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use guestgate::relay::frame::{self, Limits, MessageState, Side};
 use guestgate::relay::{Leg, LiveStats, RelayConfig, RelayExtras, relay, relay_with};
+use guestgate::ws::frame::{self, Limits, MessageState, Side};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
 use tokio::runtime::Runtime;
 use tokio_tungstenite::WebSocketStream;

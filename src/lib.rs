@@ -24,3 +24,4 @@ pub mod setup;
 pub mod tls;
 pub mod tls_server;
 pub mod upstream;
+pub mod ws;

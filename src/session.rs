@@ -11,10 +11,10 @@ use tracing::{info, warn};
 use crate::close_code::{self, CloseCode};
 use crate::edge::SetupGuard;
 use crate::metrics::Metrics;
-use crate::relay::frame::OwnFrame;
 use crate::relay::{self, Leg, LiveStats, Pump, PumpConfig, PumpStats, RelayExtras, Side};
 use crate::route::Route;
 use crate::setup::{self, BrowserRequest};
+use crate::ws::frame::OwnFrame;
 
 /// Runs one upgraded browser connection to its end. `setup_slot` is held while the upstream
 /// session is being set up (the route's cap on concurrent set-ups) and released before relaying.
@@ -58,7 +58,7 @@ pub async fn run<S>(
     metrics.observe_session_setup(&route.name, "relayed", started.elapsed());
     if let Some(greeting) = &established.greeting {
         let mut frame = Vec::new();
-        crate::relay::frame::encode(&mut frame, true, 1, greeting.as_bytes(), None);
+        crate::ws::frame::encode(&mut frame, true, 1, greeting.as_bytes(), None);
         if browser.io.write_all(&frame).await.is_err() {
             metrics.connection_finished(&route.name, "relayed");
             return;

@@ -24,7 +24,7 @@ use guestgate::config::Config;
 use guestgate::mock::{
     FakeBehavior, FakeOAuth, FakeOAuthConfig, FakeOAuthHandle, FakeUpstreamHandle,
 };
-use guestgate::relay::frame::{self, encode};
+use guestgate::ws::frame::{self, encode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tungstenite::Message;

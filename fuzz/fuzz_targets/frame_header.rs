@@ -8,7 +8,7 @@
 #![no_main]
 
 use guestgate::close_code;
-use guestgate::relay::frame::{
+use guestgate::ws::frame::{
     self, Header, Kind, Limits, MessageState, OwnFrame, Side, Violation, parse_header,
 };
 use libfuzzer_sys::fuzz_target;

@@ -27,7 +27,7 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use guestgate::close_code;
-use guestgate::relay::frame::{
+use guestgate::ws::frame::{
     self, Header, Kind, Limits, MessageState, Side, Violation, parse_header,
 };
 use guestgate::relay::{Leg, RelayConfig, RelayReport, relay};

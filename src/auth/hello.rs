@@ -5,12 +5,13 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::relay::frame::{self, Kind};
+use crate::ws::frame::{self, Limits, OwnFrame, Side};
+use crate::ws::message::{Event, MessageReader, ReadError};
 
 /// A test on a JSON reply: the value at `pointer` equals (or, with `not`, differs from) `equals`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -99,7 +100,12 @@ impl HelloError {
 }
 
 /// Sends the hello frames and reads until the ready reply. Returns that reply and the bytes
-/// read past it.
+/// read past it, which start at a frame boundary and belong to the relay.
+///
+/// Upstream frames go through the shared codec: headers are checked against RFC 6455 and
+/// against `max_reply` (per frame and per reassembled message) before their payload is
+/// waited for, a fragmented reply is reassembled, a ping is answered with a masked pong, and
+/// a close frame ends the exchange as [`HelloError::Closed`].
 pub async fn exchange<S>(
     stream: &mut S,
     prefix: Bytes,
@@ -124,147 +130,58 @@ where
 {
     let mut out = Vec::new();
     for text in &spec.frames {
-        frame::encode(&mut out, true, 1, text.as_bytes(), Some(rand::random()));
+        frame::encode_to(&mut out, true, 1, text.as_bytes(), Side::Upstream);
     }
-    stream
-        .write_all(&out)
-        .await
-        .map_err(|_| HelloError::Closed)?;
-    stream.flush().await.map_err(|_| HelloError::Closed)?;
+    send(stream, &out).await?;
 
-    let mut buf = BytesMut::from(&prefix[..]);
-    let mut message = Vec::new();
+    let max = spec.max_reply as u64;
+    let limits = Limits {
+        max_frame: max,
+        max_message: max,
+    };
+    let mut reader = MessageReader::new(Side::Upstream, limits, &prefix);
     loop {
-        // Take every complete frame in the buffer.
-        while let Some(h) =
-            frame::parse_header(&buf).map_err(|v| HelloError::Invalid(v.detail()))?
-        {
-            let len = h.frame_len() as usize;
-            if h.mask.is_some() {
-                return Err(HelloError::Invalid("upstream frame masked"));
-            }
-            if len > spec.max_reply + 14 || message.len() + len > spec.max_reply + 14 {
-                return Err(HelloError::Invalid("reply too large"));
-            }
-            if buf.len() < len {
-                break;
-            }
-            let frame_bytes = buf.split_to(len);
-            match h.kind {
-                Kind::Close => return Err(HelloError::Closed),
-                Kind::Ping | Kind::Pong => continue,
-                Kind::Data => message.extend_from_slice(&frame_bytes[h.header_len..]),
-            }
-            if !h.fin {
+        let event = reader.read_event(stream).await.map_err(|e| match e {
+            ReadError::Violation(v) => HelloError::Invalid(v.detail()),
+            ReadError::Io(_) | ReadError::Eof => HelloError::Closed,
+        })?;
+        let payload = match event {
+            Event::Message { payload, .. } => payload,
+            Event::Ping(payload) => {
+                send(
+                    stream,
+                    OwnFrame::control(10, &payload, Side::Upstream).as_bytes(),
+                )
+                .await?;
                 continue;
             }
-            let reply: Value = serde_json::from_slice(&std::mem::take(&mut message))
-                .map_err(|_| HelloError::Invalid("reply is not JSON"))?;
-            if all_hold(&spec.ready, &reply) {
-                return Ok((reply, buf.freeze()));
-            }
-            if all_hold(&spec.refused, &reply) {
-                let code = reply.pointer("/code").and_then(Value::as_i64);
-                return Err(HelloError::Refused { code });
-            }
+            Event::Pong => continue,
+            Event::Close(_) => return Err(HelloError::Closed),
+        };
+        let reply: Value = serde_json::from_slice(&payload)
+            .map_err(|_| HelloError::Invalid("reply is not JSON"))?;
+        if all_hold(&spec.ready, &reply) {
+            return Ok((reply, reader.into_rest()));
         }
-        let mut chunk = [0u8; 4096];
-        let n = stream
-            .read(&mut chunk)
-            .await
-            .map_err(|_| HelloError::Closed)?;
-        if n == 0 {
-            return Err(HelloError::Closed);
+        if all_hold(&spec.refused, &reply) {
+            let code = reply.pointer("/code").and_then(Value::as_i64);
+            return Err(HelloError::Refused { code });
         }
-        buf.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// Writes frames to the upstream; a failed write means the connection is gone.
+async fn send<S>(stream: &mut S, bytes: &[u8]) -> Result<(), HelloError>
+where
+    S: AsyncWrite + Unpin,
+{
+    stream
+        .write_all(bytes)
+        .await
+        .map_err(|_| HelloError::Closed)?;
+    stream.flush().await.map_err(|_| HelloError::Closed)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn spec() -> HelloSpec {
-        HelloSpec {
-            frames: vec![r#"{"action":"configureSession"}"#.into()],
-            ready: vec![
-                Condition::eq("/class", json!("SessionResponse")),
-                Condition::eq("/code", json!(200)),
-            ],
-            refused: vec![
-                Condition::eq("/type", json!("response")),
-                Condition::ne("/code", json!(200)),
-            ],
-            deadline: Duration::from_secs(5),
-            max_reply: 64 * 1024,
-        }
-    }
-
-    fn server_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        frame::encode(&mut out, fin, opcode, payload, None);
-        out
-    }
-
-    #[tokio::test]
-    async fn ready_reply_completes_and_leftover_is_kept() {
-        let (mut ours, mut theirs) = tokio::io::duplex(4096);
-        let mut reply = server_frame(true, 9, b"");
-        reply.extend(server_frame(false, 1, br#"{"class":"Session"#));
-        reply.extend(server_frame(
-            true,
-            0,
-            br#"Response","code":200,"type":"response"}"#,
-        ));
-        reply.extend(server_frame(true, 1, b"next"));
-        theirs.write_all(&reply).await.unwrap();
-        let (ready, rest) = exchange(&mut ours, Bytes::new(), &spec()).await.unwrap();
-        assert_eq!(ready["code"], 200);
-        assert_eq!(&rest[..], &server_frame(true, 1, b"next")[..]);
-        let mut sent = [0u8; 6];
-        theirs.read_exact(&mut sent).await.unwrap();
-        assert_eq!(sent[0], 0x81, "hello is a text frame");
-        assert!(sent[1] & 0x80 != 0, "hello is masked");
-    }
-
-    #[tokio::test]
-    async fn error_frame_is_a_refusal_with_its_code() {
-        let (mut ours, mut theirs) = tokio::io::duplex(4096);
-        let reply = server_frame(
-            true,
-            1,
-            br#"{"type":"response","class":"string","code":4007,"body":"x"}"#,
-        );
-        theirs.write_all(&reply).await.unwrap();
-        let err = exchange(&mut ours, Bytes::new(), &spec())
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, HelloError::Refused { code: Some(4007) }),
-            "{err:?}"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn silence_hits_the_deadline() {
-        let (mut ours, _theirs) = tokio::io::duplex(4096);
-        let err = exchange(&mut ours, Bytes::new(), &spec())
-            .await
-            .unwrap_err();
-        assert!(matches!(err, HelloError::Timeout(_)));
-    }
-
-    #[tokio::test]
-    async fn close_during_hello_is_reported() {
-        let (mut ours, mut theirs) = tokio::io::duplex(4096);
-        theirs
-            .write_all(&server_frame(true, 8, &[0x03, 0xe8]))
-            .await
-            .unwrap();
-        assert!(matches!(
-            exchange(&mut ours, Bytes::new(), &spec()).await,
-            Err(HelloError::Closed)
-        ));
-    }
-}
+#[path = "hello_tests.rs"]
+mod tests;

@@ -1,110 +1,25 @@
-//! The outbound HTTP client used for token fetches and auth steps, and the TLS roots it
-//! trusts.
+//! The outbound HTTP client used for token fetches and auth steps.
 //!
-//! TLS is rustls with the ring provider chosen explicitly (not a process-wide default that
-//! another crate might install first). Roots are the bundled webpki roots plus the system's,
-//! plus an optional extra CA file for private upstreams; [`root_store`] hands the same set to
-//! the WebSocket leg so both legs trust exactly the same issuers. Redirects are not followed,
+//! TLS is the client configuration of [`crate::tls`]: rustls with the ring provider chosen
+//! explicitly, over the same roots the WebSocket leg trusts (bundled webpki roots, the
+//! system's, an optional extra CA file for private upstreams). Redirects are not followed,
 //! so credentials sent to the configured URL never follow a `Location` elsewhere, and proxy
 //! settings are not read from the environment, so where secrets go is decided by config alone.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
+use crate::tls::{self, TlsSetupError};
 
-/// Why the HTTP client or its root store could not be built. Names the file at fault.
+/// Why the HTTP client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpClientError {
-    /// The extra CA file could not be opened or is not valid PEM.
-    #[error("reading extra ca file {path}: {source}")]
-    CaFile {
-        /// The file named in the config.
-        path: PathBuf,
-        /// What went wrong reading or decoding it.
-        source: rustls_pki_types::pem::Error,
-    },
-    /// The extra CA file holds no `CERTIFICATE` sections.
-    #[error("reading extra ca file {path}: it contains no certificates")]
-    NoCertificates {
-        /// The file named in the config.
-        path: PathBuf,
-    },
-    /// A certificate in the extra CA file is not a usable trust anchor.
-    #[error("reading extra ca file {path}: certificate {index}: {source}")]
-    BadCertificate {
-        /// The file named in the config.
-        path: PathBuf,
-        /// Which certificate in the file (1-based).
-        index: usize,
-        /// Why rustls refused it.
-        source: rustls::Error,
-    },
-    /// The TLS configuration could not be assembled.
-    #[error("setting up tls for outbound http: {0}")]
-    Tls(#[from] rustls::Error),
+    /// The TLS roots or configuration could not be set up (names the CA file at fault).
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
     /// reqwest refused the configuration.
     #[error("building the outbound http client: {0}")]
     Build(#[from] reqwest::Error),
-}
-
-/// The roots guestgate trusts for upstream TLS: webpki's bundled roots, the system's roots
-/// (unreadable system certificates are skipped, since the bundled set still applies), and
-/// every certificate in `extra_ca` (a PEM file), which must all be valid.
-pub fn root_store(extra_ca: Option<&Path>) -> Result<rustls::RootCertStore, HttpClientError> {
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-
-    let native = rustls_native_certs::load_native_certs();
-    if !native.errors.is_empty() {
-        tracing::debug!(
-            errors = native.errors.len(),
-            "some system root certificates could not be loaded; using the rest"
-        );
-    }
-    let (added, ignored) = roots.add_parsable_certificates(native.certs);
-    tracing::debug!(added, ignored, "loaded system root certificates");
-
-    if let Some(path) = extra_ca {
-        let ca_err = |source| HttpClientError::CaFile {
-            path: path.to_owned(),
-            source,
-        };
-        let mut count = 0;
-        for cert in CertificateDer::pem_file_iter(path).map_err(ca_err)? {
-            let cert = cert.map_err(ca_err)?;
-            count += 1;
-            roots
-                .add(cert)
-                .map_err(|source| HttpClientError::BadCertificate {
-                    path: path.to_owned(),
-                    index: count,
-                    source,
-                })?;
-        }
-        if count == 0 {
-            return Err(HttpClientError::NoCertificates {
-                path: path.to_owned(),
-            });
-        }
-        tracing::debug!(path = %path.display(), count, "added extra ca certificates");
-    }
-    Ok(roots)
-}
-
-/// A rustls client configuration over [`root_store`], using the ring provider and the safe
-/// default protocol versions (TLS 1.2 and 1.3), advertising HTTP/1.1 only.
-pub fn tls_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, HttpClientError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(root_store(extra_ca)?)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
 }
 
 /// Builds the outbound HTTP client.
@@ -116,7 +31,7 @@ pub fn build_http_client(
     extra_ca: Option<&Path>,
     timeout: Duration,
 ) -> Result<reqwest::Client, HttpClientError> {
-    let tls = tls_config(extra_ca)?;
+    let tls = tls::build_client_config(extra_ca)?;
     let client = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .redirect(reqwest::redirect::Policy::none())
@@ -133,12 +48,13 @@ mod tests {
     use super::*;
 
     use std::convert::Infallible;
+    use std::sync::Arc;
 
     use http_body_util::Full;
     use hyper::body::Bytes;
     use hyper_util::rt::TokioIo;
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     use tokio::net::TcpListener;
 
     const LIMIT: Duration = Duration::from_secs(20);
@@ -231,41 +147,5 @@ mod tests {
         })
         .await
         .expect("test timed out");
-    }
-
-    #[test]
-    fn extra_ca_adds_to_the_bundled_roots() {
-        let dir = tempfile::tempdir().unwrap();
-        let ca_path = dir.path().join("ca.pem");
-        std::fs::write(&ca_path, pki().ca_pem).unwrap();
-        let base = root_store(None).unwrap().len();
-        assert!(base >= webpki_roots::TLS_SERVER_ROOTS.len());
-        assert_eq!(root_store(Some(&ca_path)).unwrap().len(), base + 1);
-    }
-
-    #[test]
-    fn bad_extra_ca_files_name_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("missing.pem");
-        let err = root_store(Some(&missing)).unwrap_err().to_string();
-        assert!(err.contains("missing.pem"), "{err}");
-
-        let empty = dir.path().join("empty.pem");
-        std::fs::write(&empty, "no pem here\n").unwrap();
-        let err = root_store(Some(&empty)).unwrap_err();
-        assert!(
-            matches!(err, HttpClientError::NoCertificates { .. }),
-            "{err}"
-        );
-        assert!(err.to_string().contains("empty.pem"));
-
-        let garbage = dir.path().join("garbage.pem");
-        std::fs::write(
-            &garbage,
-            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
-        )
-        .unwrap();
-        let err = root_store(Some(&garbage)).unwrap_err().to_string();
-        assert!(err.contains("garbage.pem"), "{err}");
     }
 }

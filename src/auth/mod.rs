@@ -1,9 +1,8 @@
 //! Upstream authentication: everything guestgate does to obtain credentials on the browser's
 //! behalf before the relay starts.
 //!
-//! - [`http_client`]: the one outbound HTTP client (rustls with the ring provider, webpki and
-//!   system roots plus an optional extra CA, no redirects, no proxy from the environment), and
-//!   the root store the WebSocket upstream leg shares with it.
+//! - [`http_client`]: the one outbound HTTP client (TLS from [`crate::tls`], the same roots as
+//!   the WebSocket upstream leg; no redirects, no proxy from the environment).
 //! - [`token`]: an OAuth2 client-credentials token source shared by every connection of a
 //!   route: cached, refreshed ahead of expiry, one fetch in flight at a time.
 //! - [`backoff`]: jittered exponential backoff and a small circuit breaker, pure logic with

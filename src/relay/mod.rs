@@ -7,7 +7,6 @@
 //! of a large payload does not even pass through the pump's buffer (`splice`).
 
 mod close;
-pub mod frame;
 mod lease;
 pub mod pump;
 pub mod rewrite;
@@ -24,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-pub use frame::{Limits, Side, Violation};
+pub use crate::ws::frame::{Limits, Side, Violation};
 pub use pump::{LiveStats, Pump, PumpConfig, PumpEnd, PumpStats};
 pub use rewrite::MessageTransform;
 pub use tcp::Transport;

@@ -14,13 +14,13 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::frame::{
-    self, Header, Kind, Limits, MessageState, OwnFrame, PING_PAYLOAD, Side, Violation,
-};
 use super::lease::Lease;
 use super::rewrite::{MessageTransform, Reassembly};
 use super::splice::{self, Splicer};
 pub use super::stats::{LiveStats, PumpStats};
+use crate::ws::frame::{
+    self, Header, Kind, Limits, MessageState, OwnFrame, PING_PAYLOAD, Side, Violation,
+};
 
 /// Settings for one direction.
 #[derive(Debug, Clone, Copy)]

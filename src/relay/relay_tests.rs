@@ -5,8 +5,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
-use super::frame::{PING_PAYLOAD, encode};
 use super::*;
+use crate::ws::frame::{self, PING_PAYLOAD, encode};
 
 const MASK: Option<[u8; 4]> = Some([0x37, 0xfa, 0x21, 0x3d]);
 

@@ -3,7 +3,7 @@
 //! change what the browser sends (e.g. inserting the session token the browser never sees);
 //! everything else, and the whole upstream-to-browser direction, stays on the verbatim path.
 
-use super::frame::{self, Header};
+use crate::ws::frame::{self, Header};
 
 /// A rewrite of complete browser messages.
 pub trait MessageTransform: Send {

@@ -6,8 +6,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::frame::encode;
 use super::*;
+use crate::ws::frame::encode;
 
 const MASK: Option<[u8; 4]> = Some([0x5a, 0x01, 0xc3, 0x7e]);
 

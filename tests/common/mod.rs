@@ -10,7 +10,7 @@ use std::time::Duration;
 use guestgate::app::{self, Running};
 use guestgate::config::Config;
 use guestgate::mock::{FakeBehavior, FakeUpstream, FakeUpstreamHandle};
-use guestgate::relay::frame::{self, encode};
+use guestgate::ws::frame::{self, encode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

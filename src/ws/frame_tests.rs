@@ -133,3 +133,23 @@ fn close_reason_is_cut_at_a_char_boundary() {
     assert!(n <= 125);
     assert!(std::str::from_utf8(&payload[2..n]).is_ok());
 }
+
+#[test]
+fn encode_to_masks_toward_the_upstream_only() {
+    let payload = vec![b'z'; 300];
+    let mut up = Vec::new();
+    encode_to(&mut up, false, 1, &payload, Side::Upstream);
+    let h = header(&up);
+    let mask = h.mask.expect("frames toward the upstream are masked");
+    assert!(!h.fin);
+    assert_eq!(
+        (h.opcode, h.payload_len, up.len() as u64),
+        (1, 300, h.frame_len())
+    );
+    let mut body = up[h.header_len..].to_vec();
+    apply_mask(&mut body, mask);
+    assert_eq!(body, payload);
+    let mut browser = Vec::new();
+    encode_to(&mut browser, true, 2, b"ab", Side::Browser);
+    assert_eq!(browser, b"\x82\x02ab");
+}

@@ -1,7 +1,8 @@
 //! Frame headers: parsing and RFC 6455 validation from the header alone, and encoding the few
-//! frames guestgate writes itself (pings, closes).
+//! frames guestgate writes itself (pings, closes, the hello, rewritten messages).
 //!
-//! Payload bytes are never touched here; the pump forwards them by range. Parsing leans on
+//! Payload bytes are never touched here; the relay's pump forwards them by range and
+//! [`super::message`] reassembles them where contents matter. Parsing leans on
 //! tungstenite's [`FrameHeader::parse`]; the checks it leaves to the caller (mask direction,
 //! RSV bits, control frame rules, continuation order, limits) live in [`MessageState`].
 
@@ -303,6 +304,13 @@ pub fn encode(out: &mut Vec<u8>, fin: bool, opcode: u8, payload: &[u8], mask: Op
     if let Some(mask) = mask {
         apply_mask(&mut out[body..], mask);
     }
+}
+
+/// Appends one complete frame addressed `to` a leg: masked with a fresh random key toward the
+/// upstream (guestgate is the client there), unmasked toward the browser.
+pub fn encode_to(out: &mut Vec<u8>, fin: bool, opcode: u8, payload: &[u8], to: Side) {
+    let mask = (to == Side::Upstream).then(rand::random::<[u8; 4]>);
+    encode(out, fin, opcode, payload, mask);
 }
 
 /// Reads the (unmasked) payload of a small control frame whose bytes are all present.
