@@ -168,3 +168,4 @@ pub async fn metrics_when(admin: SocketAddr, what: &str, done: impl Fn(&str) -> 
 }
 
 pub mod faulty;
+pub mod split_echo;
