@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -12,6 +13,7 @@ use guestgate::mock::genesys::{FakeGenesys, FakeGenesysConfig, FakeGenesysHandle
 use guestgate::preset::PresetConfig;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
 async fn fake_genesys(config: FakeGenesysConfig) -> FakeGenesysHandle {
     FakeGenesys::start(TcpListener::bind("127.0.0.1:0").await.unwrap(), config)
@@ -82,18 +84,67 @@ async fn guest_chats_without_ever_holding_the_session_token() {
     );
 }
 
+/// What a [`recording_upstream`] connection received, and when it ended.
+struct Recording {
+    /// Every message, in order, including close frames.
+    messages: Arc<Mutex<Vec<tungstenite::Message>>>,
+    /// Fires when the upstream leg's stream ends (guestgate closed it or dropped it).
+    ended: oneshot::Receiver<()>,
+}
+
+/// A Genesys stand-in for one connection that answers `configureSession` as Genesys does,
+/// records every message guestgate sends and reports when the connection ends: once it has
+/// ended, everything guestgate ever wrote on that leg is in the recording.
+async fn recording_upstream() -> (String, Recording) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/v1", listener.local_addr().unwrap());
+    let messages = Arc::new(Mutex::new(Vec::new()));
+    let (ended_tx, ended) = oneshot::channel();
+    let log = messages.clone();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        while let Some(Ok(m)) = ws.next().await {
+            log.lock().unwrap().push(m.clone());
+            let is_hello = m.to_text().is_ok_and(|t| t.contains("configureSession"));
+            if is_hello {
+                let ready = json!({"type":"response","class":"SessionResponse","code":200,
+                    "body":{"connected":true,"newSession":true}});
+                let _ = ws.send(tungstenite::Message::text(ready.to_string())).await;
+            }
+        }
+        let _ = ended_tx.send(());
+    });
+    (url, Recording { messages, ended })
+}
+
 #[tokio::test]
 async fn browser_cannot_use_actions_outside_the_allowlist() {
-    let fake = fake_genesys(FakeGenesysConfig::default()).await;
-    let gg = gateway(&preset_config(&fake.url())).await;
+    let (url, recording) = recording_upstream().await;
+    let gg = gateway(&preset_config(&url)).await;
     let mut c = RawClient::connect(gg.addr, "").await;
     read_until(&mut c, |v| v["class"] == "SessionReady").await;
     c.send(true, 1, br#"{"action":"getJwt"}"#, MASK).await;
     assert_eq!(c.close_frame().await, (1008, "action not allowed".into()));
+    // Data after the close must not be forwarded either; then answer the close.
     c.send(true, 1, br#"not json"#, MASK).await;
+    c.send(true, 8, &close_payload(1008, ""), MASK).await;
+    // Wait for the upstream leg to end, so nothing guestgate sent can still be in flight.
+    tokio::time::timeout(STEP, recording.ended)
+        .await
+        .expect("guestgate did not end the upstream leg")
+        .expect("the recording upstream ended without reporting");
+    let messages = recording.messages.lock().unwrap().clone();
+    let texts: Vec<&str> = messages
+        .iter()
+        .filter_map(|m| match m {
+            tungstenite::Message::Text(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
     // Only configureSession reached the upstream.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(fake.requests().iter().all(|r| r["action"] != "getJwt"));
+    assert_eq!(texts.len(), 1, "{messages:?}");
+    assert!(texts[0].contains("configureSession"), "{messages:?}");
 }
 
 #[tokio::test]

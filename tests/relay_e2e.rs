@@ -414,57 +414,75 @@ async fn traffic_of_a_live_connection_reaches_the_metrics_before_it_ends() {
     );
 }
 
-/// The value of one sample line of `/metrics` (0 when the series does not exist yet).
-fn sample(text: &str, series: &str) -> u64 {
+/// The value of one sample line of `/metrics`, or `None` when the series is not exposed.
+fn sample(text: &str, series: &str) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0)
 }
 
-/// Sends a 1 MiB message through a gateway on plain TCP legs, closes, and returns the spliced
-/// byte counters (browser to upstream, upstream to browser) once the connection is counted.
-async fn spliced_bytes_for_one_mib(splice: bool) -> (u64, u64) {
+/// `guestgate_bytes_total` of the default route in `direction`.
+fn bytes_series(direction: &str) -> String {
+    format!(r#"guestgate_bytes_total{{direction="{direction}",route="default"}}"#)
+}
+
+/// `guestgate_spliced_bytes_total` of the default route in `direction`.
+fn spliced_series(direction: &str) -> String {
+    format!(r#"guestgate_spliced_bytes_total{{direction="{direction}",route="default"}}"#)
+}
+
+/// The 1 MiB payload [`one_mib_relayed`] sends.
+const MIB: u64 = 1 << 20;
+/// Frame bytes the browser sends for it: the binary frame (2-byte header, 8-byte extended
+/// length, 4-byte mask, payload), then an empty masked close frame (2 + 4).
+const MIB_BROWSER_TO_UPSTREAM: u64 = 2 + 8 + 4 + MIB + 2 + 4;
+/// Frame bytes the upstream sends back: the unmasked echo (2 + 8 + payload), then its empty
+/// close reply (2).
+const MIB_UPSTREAM_TO_BROWSER: u64 = 2 + 8 + MIB + 2;
+
+/// Sends a 1 MiB message through a gateway on plain TCP legs, closes, waits (with a deadline)
+/// until `/metrics` has counted every frame byte of both directions, and returns that text.
+async fn one_mib_relayed(splice: bool) -> String {
     let up = fake(FakeBehavior::Echo).await;
     let mut config = config_for(&up.url());
     config.routes[0].relay.splice = splice;
     let gg = gateway(&config).await;
     let mut ws = ws_client(gg.addr).await;
-    let big: Vec<u8> = (0..(1 << 20)).map(|i| (i % 241) as u8).collect();
+    let big: Vec<u8> = (0..MIB).map(|i| (i % 241) as u8).collect();
     ws.send(Message::binary(big.clone())).await.unwrap();
     assert_eq!(next(&mut ws).await, Message::binary(big));
     ws.close(None).await.unwrap();
     let _ = next(&mut ws).await;
-    let mut text = String::new();
-    for _ in 0..100 {
-        text = http_get(gg.admin_addr, "/metrics").await.1;
-        if text.contains(r#"guestgate_connections_total{outcome="relayed",route="default"} 1"#) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let series = |dir: &str| {
-        format!(r#"guestgate_spliced_bytes_total{{direction="{dir}",route="default"}}"#)
+    let counted = |text: &str| {
+        sample(text, &bytes_series("browser_to_upstream")) == Some(MIB_BROWSER_TO_UPSTREAM)
+            && sample(text, &bytes_series("upstream_to_browser")) == Some(MIB_UPSTREAM_TO_BROWSER)
     };
-    (
-        sample(&text, &series("browser_to_upstream")),
-        sample(&text, &series("upstream_to_browser")),
-    )
+    metrics_when(gg.admin_addr, "every relayed byte counted", counted).await
 }
 
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn large_messages_on_plain_tcp_legs_are_spliced_not_copied() {
-    let (up, down) = spliced_bytes_for_one_mib(true).await;
+    let text = one_mib_relayed(true).await;
     // At most one read buffer (64 KiB) of each payload is copied: the rest was spliced.
-    for spliced in [up, down] {
+    for direction in ["browser_to_upstream", "upstream_to_browser"] {
+        let spliced = sample(&text, &spliced_series(direction));
         assert!(
-            ((1 << 20) - (64 << 10)..=1 << 20).contains(&spliced),
-            "spliced {spliced} of a 1 MiB payload"
+            spliced.is_some_and(|n| (MIB - (64 << 10)..=MIB).contains(&n)),
+            "{direction}: spliced {spliced:?} of a 1 MiB payload in\n{text}"
         );
     }
 }
 
 #[tokio::test]
 async fn with_relay_splice_off_nothing_is_spliced() {
-    assert_eq!(spliced_bytes_for_one_mib(false).await, (0, 0));
+    // `one_mib_relayed` returns only once the traffic was counted, so an absent series
+    // below means nothing was spliced, not that nothing was counted yet.
+    let text = one_mib_relayed(false).await;
+    for direction in ["browser_to_upstream", "upstream_to_browser"] {
+        let spliced = sample(&text, &spliced_series(direction));
+        assert!(
+            matches!(spliced, None | Some(0)),
+            "{direction}: spliced {spliced:?} with relay.splice off in\n{text}"
+        );
+    }
 }

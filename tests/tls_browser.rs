@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use common::*;
@@ -13,6 +13,66 @@ use guestgate::tls_server::TlsServerConfig;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tokio_tungstenite::Connector;
 use tungstenite::Message;
+
+/// What the certificate watcher logs when a changed pair does not load.
+const RELOAD_FAILED: &str = "tls certificate reload failed; keeping the previous one";
+/// What it logs when a changed pair is taken into service.
+const RELOADED: &str = "reloaded the tls certificate";
+
+/// Log output of this test binary, captured by a global subscriber (set once, so the
+/// certificate watcher's task logs here whichever thread runs it).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.text().matches(needle).count()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The captured log, installing the subscriber on first use.
+fn logs() -> &'static Captured {
+    static LOGS: OnceLock<Captured> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Captured::default();
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("the only subscriber in this binary");
+        logs
+    })
+}
+
+/// Polls the captured log until `line` appears, failing after [`STEP`].
+async fn wait_for_log(line: &str) {
+    let deadline = tokio::time::Instant::now() + STEP;
+    while logs().count(line) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no log line {line:?} within {STEP:?}; log:\n{}",
+            logs().text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 /// A CA, and a `localhost` certificate and key it signed (PEM).
 fn issue() -> (String, String, String) {
@@ -73,29 +133,27 @@ async fn browsers_connect_with_wss_and_certificates_reload() {
         key: key_path.clone(),
         reload_interval: Duration::from_millis(100),
     });
+    logs();
     let gg = gateway(&config).await;
     let port = gg.addr.port();
     echo_over_wss(port, &ca1).await.unwrap();
 
-    // A broken renewal (a key that does not match) keeps the old pair in service.
+    // A broken renewal (a key that does not match) keeps the old pair in service: once the
+    // watcher has tried the new files and rejected them, the old certificate still answers.
     let (_, _, stray_key) = issue();
     std::fs::write(&key_path, stray_key).unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    wait_for_log(RELOAD_FAILED).await;
+    assert_eq!(logs().count(RELOADED), 0, "{}", logs().text());
     echo_over_wss(port, &ca1).await.unwrap();
 
     // A good renewal from another CA is picked up without a restart.
     let (ca2, cert2, key2) = issue();
     std::fs::write(&key_path, key2).unwrap();
     std::fs::write(&cert_path, cert2).unwrap();
-    let mut switched = false;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if echo_over_wss(port, &ca2).await.is_ok() {
-            switched = true;
-            break;
-        }
-    }
-    assert!(switched, "the new certificate was not picked up");
+    wait_for_log(RELOADED).await;
+    echo_over_wss(port, &ca2)
+        .await
+        .expect("the new certificate serves once reloaded");
     assert!(
         echo_over_wss(port, &ca1).await.is_err(),
         "the old CA must no longer verify"

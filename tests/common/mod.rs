@@ -149,4 +149,23 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// Polls the admin listener's `/metrics` until `done` holds for its text and returns that
+/// text; fails, naming `what` and showing the last text, if it does not hold within [`STEP`].
+pub async fn metrics_when(admin: SocketAddr, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        let text = http_get(admin, "/metrics").await.1;
+        if done(&text) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}; last /metrics:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub mod faulty;
+pub mod split_echo;
