@@ -6,7 +6,7 @@ mod common;
 
 use common::split_echo::{SplitEcho, every_header_byte, write_in_pieces};
 use common::*;
-use guestgate::relay::frame::encode;
+use guestgate::ws::frame::encode;
 
 /// Sends `payload` as one masked frame cut at `cuts`, and checks the echo that comes back.
 async fn round_trip(c: &mut RawClient, opcode: u8, payload: &[u8], cuts: fn(&[u8]) -> Vec<usize>) {

@@ -14,7 +14,6 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 
-
 /// An echo upstream that records the protocols asked for and answers with `select(asked)`.
 struct ProtocolUpstream {
     addr: SocketAddr,
