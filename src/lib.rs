@@ -1,6 +1,12 @@
 //! guestgate: a WebSocket relay that authenticates contact-center guest sessions on the
 //! browser's behalf.
-#![forbid(unsafe_code)]
+//!
+//! Layout, in the order a connection meets it: [`server`] accepts and upgrades (with
+//! [`handshake`] and the [`edge`] policy), [`session`] owns the upgraded connection,
+//! [`setup`] opens the upstream session by the route's kind (plain [`upstream`], an
+//! [`auth::flow`], or a [`preset`]), and [`relay`] forwards frames verbatim using the [`ws`]
+//! codec. [`config`] and [`route`] describe what to do; [`metrics`] and [`admin`] show it.
+//! `docs/architecture.md` in the repository draws the whole path.
 
 pub mod admin;
 pub mod app;
