@@ -8,26 +8,26 @@
 //! codec. [`config`] and [`route`] describe what to do; [`metrics`] and [`admin`] show it.
 //! `docs/architecture.md` in the repository draws the whole path.
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod app;
 pub mod auth;
 pub mod close_code;
 pub mod config;
 pub mod demo;
-pub mod demo_page;
+pub(crate) mod demo_page;
 pub mod edge;
 pub mod explain;
-pub mod handshake;
+pub(crate) mod handshake;
 pub mod metrics;
 pub mod mock;
 pub mod preset;
 pub mod relay;
-pub mod route;
+pub(crate) mod route;
 pub mod secret;
-pub mod server;
-pub mod session;
-pub mod setup;
+pub(crate) mod server;
+pub(crate) mod session;
+pub(crate) mod setup;
 pub mod tls;
 pub mod tls_server;
-pub mod upstream;
+pub(crate) mod upstream;
 pub mod ws;

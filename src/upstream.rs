@@ -89,8 +89,6 @@ pub struct UpstreamConn {
     pub stream: UpstreamStream,
     /// Frame bytes the upstream sent right behind its 101 response.
     pub prefix: Bytes,
-    /// The subprotocol the upstream selected, if any.
-    pub protocol: Option<HeaderValue>,
 }
 
 /// Why the upstream leg could not be opened. The text never contains URL query values, which
@@ -355,7 +353,6 @@ async fn upgrade(
         stream: parts.io.into_inner(),
         // A right-sized copy: keeping hyper's read buffer would pin 8 KiB per connection.
         prefix: Bytes::copy_from_slice(&parts.read_buf),
-        protocol: selected,
     })
 }
 

@@ -8,6 +8,8 @@
 #     guestgate sends: a readable notice for each, reconnects only for the retryable ones
 #   - node-client.spec.mjs: a plain Node.js `ws` client without credentials (the example in
 #     docs/forum-answer.md) gets the agent's reply.
+#   - subprotocol.spec.mjs: Chromium offering Sec-WebSocket-Protocol through a route that lists
+#     subprotocols: agreed end to end, or close 4406 the page can read.
 # Installs Debian's chromium when /usr/bin/chromium is missing (needs root or sudo), runs
 # `npm ci` in e2e/ (no browser download), builds guestgate (release) and prints
 # `browser: N passed, M failed`. Usage: bash scripts/ci/browser.sh
@@ -50,7 +52,7 @@ status=0
 timeout -k 10 300 node --test --test-concurrency=1 \
   --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=tap --test-reporter-destination="$tap" \
-  e2e/chat.spec.mjs e2e/close-codes.spec.mjs e2e/node-client.spec.mjs || status=$?
+  e2e/chat.spec.mjs e2e/close-codes.spec.mjs e2e/node-client.spec.mjs e2e/subprotocol.spec.mjs || status=$?
 
 passed=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$tap" 2>/dev/null | tail -n 1)
 failed=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$tap" 2>/dev/null | tail -n 1)
