@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tracing::{error, info};
+use tracing::info;
 use url::Url;
 
 use guestgate::app;
@@ -161,8 +161,9 @@ fn main() -> ExitCode {
     })
 }
 
+/// Reports a bad config once, on stderr (the log may go to a collector that an operator
+/// running `check` never sees; a second copy in the log would only repeat it), and exits 2.
 fn config_error(e: impl std::fmt::Display) -> ExitCode {
-    error!("{e}");
     eprintln!("guestgate: {e}");
     ExitCode::from(2)
 }
@@ -176,7 +177,6 @@ async fn serve(config: Config) -> ExitCode {
         Err(app::StartError::Route(e)) => return config_error(e),
         Err(app::StartError::Tls(e)) => return config_error(e),
         Err(e) => {
-            error!("{e}");
             eprintln!("guestgate: {e}");
             return ExitCode::from(1);
         }
