@@ -56,13 +56,11 @@ pub async fn run<S>(
         }
     };
     metrics.observe_session_setup(&route.name, "relayed", started.elapsed());
-    if let Some(greeting) = &established.greeting {
-        let mut frame = Vec::new();
-        crate::relay::frame::encode(&mut frame, true, 1, greeting.as_bytes(), None);
-        if browser.io.write_all(&frame).await.is_err() {
-            metrics.connection_finished(&route.name, "relayed");
-            return;
-        }
+    if let Some(greeting) = &established.greeting
+        && send_greeting(&mut browser.io, greeting).await.is_err()
+    {
+        metrics.connection_finished(&route.name, "relayed");
+        return;
     }
     let live = (
         Arc::new(LiveStats::default()),
@@ -116,6 +114,19 @@ pub async fn run<S>(
         spliced_from_upstream = report.from_upstream.spliced,
         "connection ended"
     );
+}
+
+/// Writes guestgate's greeting (a text message) to the browser and flushes it: a TLS leg
+/// holds written records until flushed, and the relay may not write (or flush) that leg again
+/// until the upstream speaks.
+async fn send_greeting<S>(browser: &mut S, greeting: &str) -> std::io::Result<()>
+where
+    S: AsyncWrite + Unpin,
+{
+    let mut frame = Vec::new();
+    crate::relay::frame::encode(&mut frame, true, 1, greeting.as_bytes(), None);
+    browser.write_all(&frame).await?;
+    browser.flush().await
 }
 
 /// Traffic already added to the metrics for one connection. The pumps count locally and
@@ -197,3 +208,7 @@ where
     drain.drain(limit).await;
     let _ = tokio::time::timeout(limit, wr.shutdown()).await;
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
