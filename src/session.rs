@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::close_code::{self, CloseCode};
 use crate::edge::SetupGuard;
@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 use crate::relay::frame::OwnFrame;
 use crate::relay::{self, Leg, LiveStats, Pump, PumpConfig, PumpStats, RelayExtras, Side};
 use crate::route::Route;
-use crate::setup::{self, BrowserRequest};
+use crate::setup::{self, BrowserRequest, SetupError};
 
 /// Runs one upgraded browser connection to its end. `setup_slot` is held while the upstream
 /// session is being set up (the route's cap on concurrent set-ups) and released before relaying.
@@ -46,10 +46,17 @@ pub async fn run<S>(
         Ok(established) => established,
         Err(e) => {
             let code = e.close_code();
-            warn!(route = %route.name, error = %e, close_code = code.code, "upstream session set-up failed");
-            metrics.upstream_failed(&route.name, e.kind());
-            metrics.observe_session_setup(&route.name, "upstream_failed", started.elapsed());
-            metrics.connection_finished(&route.name, "upstream_failed");
+            let outcome = if matches!(&e, SetupError::Flow(f) if f.is_browser_request()) {
+                // The browser's own request is at fault; nothing failed upstream.
+                debug!(route = %route.name, error = %e, close_code = code.code, "browser request refused during set-up");
+                "rejected"
+            } else {
+                warn!(route = %route.name, error = %e, close_code = code.code, "upstream session set-up failed");
+                metrics.upstream_failed(&route.name, e.kind());
+                "upstream_failed"
+            };
+            metrics.observe_session_setup(&route.name, outcome, started.elapsed());
+            metrics.connection_finished(&route.name, outcome);
             metrics.record_close(&route.name, "guestgate", Some(code.code));
             Box::pin(reject(browser, code, route)).await;
             return;
@@ -102,8 +109,8 @@ pub async fn run<S>(
     info!(
         route = %route.name,
         duration_ms = started.elapsed().as_millis() as u64,
-        closer = report.closer.as_str(),
-        why = report.why,
+        closer = report.closer().as_str(),
+        why = report.ending.why(),
         code_to_browser = report.code_to_browser,
         code_to_upstream = report.code_to_upstream,
         bytes_from_browser = report.from_browser.bytes,
@@ -168,13 +175,8 @@ impl Flushed {
 
 /// Adds one finished relay's close and outcome to the metrics.
 fn record(metrics: &Metrics, route: &str, report: &relay::RelayReport) {
-    metrics.record_close(route, report.closer.as_str(), report.code_to_browser);
-    let outcome = if report.why == "guestgate is shutting down" {
-        "shutdown"
-    } else {
-        "relayed"
-    };
-    metrics.connection_finished(route, outcome);
+    metrics.record_close(route, report.closer().as_str(), report.code_to_browser);
+    metrics.connection_finished(route, report.ending.outcome());
 }
 
 /// Closes a browser connection before any relaying: sends the close frame, reads the browser's

@@ -1034,3 +1034,54 @@ fn token_endpoint_latency_still_relays() {
         rig.finish().await;
     });
 }
+
+/// A browser query that breaks the flow route's allowlist is the browser's fault: it gets
+/// 1008, counts as a `rejected` connection, and is not an upstream failure (it would
+/// otherwise page whoever watches `guestgate_upstream_failures_total`).
+#[test]
+fn a_bad_browser_query_is_counted_as_rejected_not_as_an_upstream_failure() {
+    serial(async {
+        let upstream = fake(FakeBehavior::Echo).await;
+        let config: Config = toml::from_str(&format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+shutdown_grace = "3s"
+
+[[routes]]
+name = "vendor"
+path = "/ws"
+edge.allow_any_origin = true
+
+[routes.flow]
+upstream = "{ws}?lang={{{{query.lang}}}}"
+query = [{{ name = "lang", charset = "alnum", max_len = 8 }}]
+"#,
+            ws = upstream.url()
+        ))
+        .unwrap();
+        let gg = gateway(&config).await;
+        // Too long, outside the charset, and not sent at all (the template needs it).
+        for path in [
+            "/ws?lang=far-too-long-a-value",
+            "/ws?lang=%3Cscript%3E",
+            "/ws",
+        ] {
+            let mut c = RawClient::connect_path(gg.addr, path, "").await;
+            let (code, _) = c.close_frame().await;
+            assert_eq!(code, 1008, "{path}");
+        }
+        let (_, metrics) = http_get(gg.admin_addr, "/metrics").await;
+        for line in [
+            r#"guestgate_connections_total{outcome="rejected",route="vendor"} 3"#,
+            r#"guestgate_connections_total{outcome="upstream_failed",route="vendor"} 0"#,
+            r#"guestgate_upstream_failures_total{kind="step",route="vendor"} 0"#,
+            r#"guestgate_session_setup_seconds_count{outcome="rejected",route="vendor"} 3"#,
+        ] {
+            assert!(metrics.contains(line), "missing {line}\n{metrics}");
+        }
+        gg.shutdown();
+        gg.wait().await;
+    });
+}

@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+pub use close::Ending;
 pub use frame::{Limits, Side, Violation};
 pub use pump::{LiveStats, Pump, PumpConfig, PumpEnd, PumpStats};
 pub use rewrite::MessageTransform;
@@ -102,10 +103,8 @@ impl Closer {
 /// What happened to one relayed connection, for the log line and metrics.
 #[derive(Debug, Clone, Copy)]
 pub struct RelayReport {
-    /// Who ended it.
-    pub closer: Closer,
-    /// Short, secret-free description of why.
-    pub why: &'static str,
+    /// How it ended; who ended it, the log text and the metric outcome derive from this.
+    pub ending: Ending,
     /// Close code the browser received (relayed or guestgate's own), if one was sent.
     pub code_to_browser: Option<u16>,
     /// Close code the upstream received, if one was sent.
@@ -114,6 +113,13 @@ pub struct RelayReport {
     pub from_browser: PumpStats,
     /// Upstream → browser counters.
     pub from_upstream: PumpStats,
+}
+
+impl RelayReport {
+    /// Who ended the relay (see [`Ending::closer`]).
+    pub fn closer(&self) -> Closer {
+        self.ending.closer()
+    }
 }
 
 /// One side of a relay: its transport and any frame bytes already read from it during the

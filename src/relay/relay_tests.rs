@@ -143,7 +143,7 @@ async fn frames_pass_byte_for_byte_both_ways() {
         .unwrap();
     assert_eq!(expect_close(&mut h.browser, 1000).await, "ok");
     let r = report(h).await;
-    assert_eq!(r.closer, Closer::Browser);
+    assert_eq!(r.closer(), Closer::Browser);
     assert_eq!(
         (r.code_to_upstream, r.code_to_browser),
         (Some(1000), Some(1000))
@@ -167,7 +167,7 @@ async fn upstream_close_with_reason_reaches_the_browser() {
         .unwrap();
     expect_close(&mut h.upstream, 4000).await;
     let r = report(h).await;
-    assert_eq!(r.closer, Closer::Upstream);
+    assert_eq!(r.closer(), Closer::Upstream);
 }
 
 #[tokio::test]
@@ -181,7 +181,13 @@ async fn unmasked_browser_frame_gets_1002_and_upstream_1001() {
     assert_eq!(reason, "protocol error");
     expect_close(&mut h.upstream, 1001).await;
     let r = report(h).await;
-    assert_eq!(r.why, "browser frame not masked");
+    assert_eq!(
+        r.ending,
+        Ending::Violation(
+            Side::Browser,
+            Violation::Protocol("browser frame not masked")
+        )
+    );
     assert_eq!(
         (r.code_to_browser, r.code_to_upstream),
         (Some(1002), Some(1001))
@@ -249,7 +255,7 @@ async fn browser_transport_loss_becomes_1001_upstream() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(r.closer, Closer::Browser);
+    assert_eq!(r.closer(), Closer::Browser);
 }
 
 #[tokio::test(start_paused = true)]
@@ -303,7 +309,7 @@ async fn shutdown_sends_1001_to_both_legs() {
         .await
         .unwrap();
     let r = report(h).await;
-    assert_eq!(r.why, "guestgate is shutting down");
+    assert_eq!(r.ending, Ending::Shutdown);
 }
 
 fn chunked_stream() -> impl Strategy<Value = (Vec<u8>, Vec<usize>)> {
@@ -413,7 +419,7 @@ async fn slow_browser_stops_upstream_reads_then_stalls_out() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(r.why, "write to the other leg stalled");
+    assert_eq!(r.ending, Ending::DestinationStalled(Side::Browser));
     assert!(
         r.from_upstream.bytes < 200 * 1024,
         "read {} bytes",
@@ -519,4 +525,51 @@ async fn misbehaving_browser_gets_the_upstreams_in_flight_reply_before_1002() {
         (1, b"echo: valid".to_vec())
     );
     assert_eq!(expect_close(&mut h.browser, 1002).await, "protocol error");
+}
+
+#[test]
+fn the_closer_and_the_outcome_derive_from_the_ending() {
+    let cases = [
+        (
+            Ending::CloseHandshake {
+                initiator: Side::Upstream,
+            },
+            Closer::Upstream,
+            "relayed",
+        ),
+        (
+            Ending::CloseTimedOut {
+                initiator: Side::Browser,
+            },
+            Closer::Browser,
+            "relayed",
+        ),
+        (
+            Ending::TransportLost(Side::Browser),
+            Closer::Browser,
+            "relayed",
+        ),
+        (
+            Ending::DestinationFailed(Side::Upstream),
+            Closer::Upstream,
+            "relayed",
+        ),
+        (
+            Ending::DestinationStalled(Side::Browser),
+            Closer::Guestgate,
+            "relayed",
+        ),
+        (Ending::Idle(Side::Upstream), Closer::Guestgate, "relayed"),
+        (Ending::Refused("not allowed"), Closer::Guestgate, "relayed"),
+        (Ending::Shutdown, Closer::Guestgate, "shutdown"),
+    ];
+    for (ending, closer, outcome) in cases {
+        assert_eq!(
+            (ending.closer(), ending.outcome()),
+            (closer, outcome),
+            "{ending:?}"
+        );
+        assert!(!ending.why().is_empty());
+    }
+    assert_eq!(Ending::Refused("not allowed").why(), "not allowed");
 }
