@@ -296,13 +296,33 @@ where
     /// Reads and discards from the source until it sends a close frame or its transport ends,
     /// for at most `limit`. Used after guestgate has sent a close, so the peer's reply is read
     /// and the connection is not reset with unread bytes. Returns the close code the peer sent.
+    ///
+    /// The destination is done by then: either guestgate closed it (nothing is pending) or it
+    /// failed or stalled. Output still pending for it is dropped, so the source's close reply
+    /// is read at once instead of after the stalled write is retried for the whole `limit`.
     pub async fn drain(&mut self, limit: Duration) -> Option<u16> {
         self.discard = true;
         self.end = None;
+        self.drop_pending_output();
         let never = CancellationToken::new();
         match tokio::time::timeout(limit, self.run(&never)).await {
             Ok(PumpEnd::CloseForwarded(code)) => code,
             _ => None,
+        }
+    }
+
+    /// Forgets every byte scanned but not yet written to the destination: the forwarded
+    /// range, an own frame, a rewritten frame, and what waits in the splice pipe (the pipe is
+    /// closed, not pooled).
+    fn drop_pending_output(&mut self) {
+        self.out_start = self.out_end;
+        self.own = None;
+        if let Some(r) = self.rewrite.as_mut() {
+            let pending = r.pending().len();
+            r.consume(pending);
+        }
+        if self.splice.as_ref().is_some_and(|s| s.in_pipe() > 0) {
+            self.splice = None;
         }
     }
 

@@ -386,19 +386,27 @@ async fn slow_browser_stops_upstream_reads_then_stalls_out() {
         ..cfg()
     });
     let (mut up_rd, mut up_wr) = tokio::io::split(h.upstream);
-    let writer = tokio::spawn(async move {
-        let chunk = frame(true, 2, &[5; 16 * 1024], None);
-        let mut written = 0usize;
-        for _ in 0..64 {
-            if up_wr.write_all(&chunk).await.is_err() {
-                break;
+    let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = tokio::spawn({
+        let taken = taken.clone();
+        async move {
+            let chunk = frame(true, 2, &[5; 16 * 1024], None);
+            for _ in 0..64 {
+                if up_wr.write_all(&chunk).await.is_err() {
+                    break;
+                }
+                taken.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
             }
-            written += chunk.len();
         }
-        written
     });
     // The browser reads nothing. guestgate must stop reading the upstream (backpressure) and,
     // once its write has made no progress for write_stall, tell the upstream the browser is gone.
+    // Just before the stall fires (paused time), only what fits in the pipes and one buffer was
+    // taken from the upstream, not all 1 MiB. (Afterwards guestgate drains the upstream,
+    // discarding, until its close reply.)
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    let taken = taken.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(taken < 300 * 1024, "the upstream wrote {taken} bytes");
     let mut head = [0u8; 2];
     loop {
         up_rd.read_exact(&mut head).await.unwrap();
@@ -412,7 +420,6 @@ async fn slow_browser_stops_upstream_reads_then_stalls_out() {
     frame::apply_mask(&mut payload, rest[..4].try_into().unwrap());
     assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1001);
     assert_eq!(&payload[2..], b"browser went away");
-    // Only what fits in the pipes and one buffer was taken from the upstream, not all 1 MiB.
     writer.abort();
     drop(h.browser);
     let r = tokio::time::timeout(Duration::from_secs(60), h.relay)
@@ -420,11 +427,7 @@ async fn slow_browser_stops_upstream_reads_then_stalls_out() {
         .unwrap()
         .unwrap();
     assert_eq!(r.ending, Ending::DestinationStalled(Side::Browser));
-    assert!(
-        r.from_upstream.bytes < 200 * 1024,
-        "read {} bytes",
-        r.from_upstream.bytes
-    );
+    assert_eq!(r.code_to_upstream, Some(1001));
 }
 
 struct Upper;
@@ -572,4 +575,55 @@ fn the_closer_and_the_outcome_derive_from_the_ending() {
         assert!(!ending.why().is_empty());
     }
     assert_eq!(Ending::Refused("not allowed").why(), "not allowed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_an_upstream_stall_the_browsers_close_reply_is_read_at_once() {
+    let close_timeout = Duration::from_secs(2);
+    let h = start(RelayConfig {
+        write_stall: Duration::from_secs(3),
+        close_timeout,
+        ..cfg()
+    });
+    // The upstream reads nothing: a 100 KiB browser message fills its pipe and stalls.
+    let _upstream = h.upstream;
+    let (mut b_rd, mut b_wr) = tokio::io::split(h.browser);
+    b_wr.write_all(&frame(true, 2, &[3; 100 * 1024], MASK))
+        .await
+        .unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(60), async {
+        let (op, payload) = read_frame_from(&mut b_rd).await;
+        assert_eq!(op, 8);
+        assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 4504);
+        String::from_utf8(payload[2..].to_vec()).unwrap()
+    })
+    .await
+    .expect("the browser is told the upstream timed out");
+    assert!(!reason.is_empty());
+    let replied = tokio::time::Instant::now();
+    b_wr.write_all(&frame(true, 8, &close_payload(1000, ""), MASK))
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(60), h.relay)
+        .await
+        .unwrap()
+        .unwrap();
+    let took = replied.elapsed();
+    assert!(
+        took < close_timeout / 4,
+        "the close reply waited {took:?} behind the stalled write"
+    );
+    assert_eq!(r.ending, Ending::DestinationStalled(Side::Upstream));
+    assert_eq!((r.code_to_browser, r.code_to_upstream), (Some(4504), None));
+}
+
+/// [`read_frame`] for any reader.
+async fn read_frame_from<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    s.read_exact(&mut head).await.unwrap();
+    let len = usize::from(head[1] & 0x7f);
+    assert!(len < 126, "small frames only");
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).await.unwrap();
+    (head[0] & 0x0f, payload)
 }
