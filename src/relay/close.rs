@@ -183,6 +183,13 @@ where
     report.ending = ending;
 
     // `ended` writes to dest, `other` writes to source.
+    if end == PumpEnd::Cancelled {
+        // Shutdown may catch either direction inside a frame; a close cannot be written
+        // there. Forward the rest of those frames first (one shared deadline); a leg whose
+        // frame does not complete in time gets no 1001 and is cut by the teardown.
+        let deadline = cfg.close_timeout;
+        tokio::join!(ended.finish_frame(deadline), other.finish_frame(deadline));
+    }
     let mut sent_to_dest = false;
     let mut sent_to_source = false;
     if let Some(c) = to_dest

@@ -5,6 +5,16 @@
 //! image. Neither pump unmasks, re-masks or copies payloads; see `ARCHITECTURE.md` for why the
 //! browser's masking key can stay on the upstream leg. On two plain TCP legs the unread part
 //! of a large payload does not even pass through the pump's buffer (`splice`).
+//!
+//! # Shutdown
+//!
+//! When `shutdown` fires, both directions stop reading new frames. A direction caught inside
+//! a frame first forwards the rest of that frame (and nothing after it), both directions
+//! sharing one `close_timeout` deadline; then each leg gets close 1001 `guestgate is shutting
+//! down`, and each peer's close reply is awaited for up to another `close_timeout`. A leg
+//! whose frame does not complete by the deadline gets no close frame (one cannot be written
+//! inside a frame): its connection is ended (TCP FIN / TLS close_notify) with the frame
+//! truncated, and the report still says [`Ending::Shutdown`].
 
 mod close;
 pub mod frame;

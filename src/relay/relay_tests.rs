@@ -617,13 +617,65 @@ async fn after_an_upstream_stall_the_browsers_close_reply_is_read_at_once() {
     assert_eq!((r.code_to_browser, r.code_to_upstream), (Some(4504), None));
 }
 
-/// [`read_frame`] for any reader.
+/// [`read_frame`] for any reader, small frames only.
 async fn read_frame_from<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> (u8, Vec<u8>) {
     let mut head = [0u8; 2];
     s.read_exact(&mut head).await.unwrap();
     let len = usize::from(head[1] & 0x7f);
     assert!(len < 126, "small frames only");
+    let mut key = [0u8; 4];
+    if head[1] & 0x80 != 0 {
+        s.read_exact(&mut key).await.unwrap();
+    }
     let mut payload = vec![0u8; len];
     s.read_exact(&mut payload).await.unwrap();
+    frame::apply_mask(&mut payload, key);
     (head[0] & 0x0f, payload)
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_mid_frame_finishes_the_frame_then_sends_1001() {
+    let mut h = start(cfg());
+    let payload: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8).collect();
+    let whole = frame(true, 2, &payload, None);
+    let head_len = whole.len() - payload.len();
+    // The upstream is in the middle of a large message when shutdown fires.
+    h.upstream
+        .write_all(&whole[..head_len + 10_000])
+        .await
+        .unwrap();
+    let mut got = read_exact(&mut h.browser, head_len + 10_000).await;
+    h.shutdown.cancel();
+    let (mut up_rd, mut up_wr) = tokio::io::split(h.upstream);
+    let rest = whole[head_len + 10_000..].to_vec();
+    let writer = tokio::spawn(async move {
+        up_wr.write_all(&rest).await.unwrap();
+        up_wr
+    });
+    got.extend(read_exact(&mut h.browser, whole.len() - got.len()).await);
+    assert!(
+        got == whole,
+        "the browser got the whole frame, byte for byte"
+    );
+    expect_close(&mut h.browser, 1001).await;
+    let mut up_wr = writer.await.unwrap();
+    let (op, close) = read_frame_from(&mut up_rd).await;
+    assert_eq!((op, &close[..2]), (8, &1001u16.to_be_bytes()[..]));
+    h.browser
+        .write_all(&frame(true, 8, &close_payload(1001, ""), MASK))
+        .await
+        .unwrap();
+    up_wr
+        .write_all(&frame(true, 8, &close_payload(1001, ""), None))
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), h.relay)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.ending, Ending::Shutdown);
+    assert_eq!(
+        (r.code_to_browser, r.code_to_upstream),
+        (Some(1001), Some(1001))
+    );
 }
