@@ -1,6 +1,7 @@
 //! The `guestgate` binary: parses the command line, sets up logging, loads and validates the
 //! config, and hands over to the library. Exit codes: 0 clean, 1 runtime failure, 2 bad
-//! configuration or usage (always before any port is bound).
+//! configuration or usage (always before any port is bound). A panic in the browser listener's
+//! accept loop ends `serve` at once with exit code 1.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -182,11 +183,8 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     info!(listen = %running.addr, admin = %running.admin_addr, routes = config.routes.len(), "guestgate is serving");
-    termination().await;
-    info!("shutdown requested");
-    running.shutdown();
-    let report = running.wait().await;
-    if report.aborted > 0 {
+    let report = running.until_stopped(termination()).await;
+    if report.server_panicked || report.aborted > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

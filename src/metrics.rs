@@ -10,7 +10,7 @@
 //! | Metric | Type | Labels | Meaning |
 //! |---|---|---|---|
 //! | `guestgate_connections_open` | gauge | `route` | Browser connections currently being set up or relayed. |
-//! | `guestgate_connections_total` | counter | `route`, `outcome` | Finished browser connections by how they ended: `relayed` (the relay ran), `upstream_failed` (set-up failed upstream), `rejected` (set-up refused the browser's own request: a `query.<param>` outside the flow route's allowlist or missing; close 1008, not an upstream failure), `shutdown` (guestgate was draining). |
+//! | `guestgate_connections_total` | counter | `route`, `outcome` | Finished browser connections by how they ended: `relayed` (the relay ran), `upstream_failed` (set-up failed upstream), `rejected` (set-up refused the browser's own request: a `query.<param>` outside the flow route's allowlist or missing; close 1008, not an upstream failure), `shutdown` (guestgate was draining), `internal_error` (a bug: the connection's task panicked; the browser got 1011). |
 //! | `guestgate_edge_rejections_total` | counter | `reason` | Browser requests refused before any upstream work: `origin`, `rate`, `per_ip_cap`, `global_cap`, `ticket`, `bad_request`, `draining`. |
 //! | `guestgate_session_setup_seconds` | histogram | `route`, `outcome` | Time from the browser's upgrade request until relaying starts or setup fails (outcomes as for `connections_total`). |
 //! | `guestgate_setup_step_seconds` | histogram | `route`, `step` | Time spent in one setup step: `http_step` (a flow route's whole declarative flow: OAuth token, HTTP steps, rendering), `upstream_connect`, `hello_ready`. |
@@ -38,7 +38,13 @@ use prometheus::{
 
 /// Outcomes of a browser connection (`guestgate_connections_total`) and of its setup
 /// (`guestgate_session_setup_seconds`).
-pub const CONNECTION_OUTCOMES: [&str; 4] = ["relayed", "upstream_failed", "rejected", "shutdown"];
+pub const CONNECTION_OUTCOMES: [&str; 5] = [
+    "relayed",
+    "upstream_failed",
+    "rejected",
+    "shutdown",
+    "internal_error",
+];
 /// Reasons a browser request is refused at the edge (`guestgate_edge_rejections_total`).
 pub const EDGE_REJECTION_REASONS: [&str; 7] = [
     "origin",

@@ -1085,3 +1085,63 @@ query = [{{ name = "lang", charset = "alnum", max_len = 8 }}]
         gg.wait().await;
     });
 }
+
+/// A bug that panics a connection's task: the browser gets 1011 (not a silent reset), the
+/// panic is counted, and guestgate keeps serving other connections.
+#[test]
+fn a_panicking_connection_task_closes_its_browser_with_1011() {
+    serial(async {
+        let upstream = fake(FakeBehavior::Echo).await;
+        let gg = gateway(&config_for(&upstream.url())).await;
+        let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let hook_armed = armed.clone();
+        let _ = gg.gateway.panic_hook.set(std::sync::Arc::new(move |at| {
+            if at == guestgate::server::PanicPoint::Session
+                && hook_armed.swap(false, Ordering::SeqCst)
+            {
+                panic!("test hook: a bug in the session");
+            }
+        }));
+        let mut c = RawClient::connect(gg.addr, "").await;
+        let (code, _) = tokio::time::timeout(SETTLE, c.close_frame())
+            .await
+            .expect("a close frame, not silence");
+        assert_eq!(code, 1011);
+        // The next connection is served normally.
+        let mut c = RawClient::connect(gg.addr, "").await;
+        c.send(true, 1, b"still here", MASK).await;
+        assert_eq!(c.frame().await.unwrap(), (1, b"still here".to_vec()));
+        drop(c);
+        let (_, metrics) = http_get(gg.admin_addr, "/metrics").await;
+        assert!(
+            metrics.contains(
+                r#"guestgate_connections_total{outcome="internal_error",route="default"} 1"#
+            ),
+            "{metrics}"
+        );
+        gg.shutdown();
+        let report = gg.wait().await;
+        assert_eq!(report.connection_panics, 1);
+        assert!(!report.server_panicked);
+    });
+}
+
+/// A panic in the accept loop stops guestgate serving: the report says so (the binary then
+/// exits 1) instead of the process idling on with no listener.
+#[test]
+fn a_panicking_accept_loop_is_reported() {
+    serial(async {
+        let upstream = fake(FakeBehavior::Echo).await;
+        let gg = gateway(&config_for(&upstream.url())).await;
+        let _ = gg.gateway.panic_hook.set(std::sync::Arc::new(|at| {
+            if at == guestgate::server::PanicPoint::AcceptLoop {
+                panic!("test hook: a bug in the accept loop");
+            }
+        }));
+        let _c = tokio::net::TcpStream::connect(gg.addr).await.unwrap();
+        let report = tokio::time::timeout(SETTLE, gg.until_stopped(std::future::pending()))
+            .await
+            .expect("the server's end is noticed without a shutdown request");
+        assert!(report.server_panicked);
+    });
+}
