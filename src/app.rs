@@ -60,8 +60,38 @@ impl Running {
 
     /// Waits for the drain to finish.
     pub async fn wait(self) -> DrainReport {
-        self.task.await.unwrap_or(DrainReport { aborted: 0 })
+        finished(self.task.await)
     }
+
+    /// Serves until `stop` resolves, then drains; or returns as soon as the server stops on
+    /// its own (its accept loop panicked), so the process does not idle on without a listener.
+    pub async fn until_stopped(mut self, stop: impl Future<Output = ()>) -> DrainReport {
+        tokio::select! {
+            _ = stop => {
+                tracing::info!("shutdown requested");
+                self.shutdown();
+                self.wait().await
+            }
+            ended = &mut self.task => finished(ended),
+        }
+    }
+}
+
+/// The drain report of a finished server task.
+fn finished(ended: Result<DrainReport, tokio::task::JoinError>) -> DrainReport {
+    ended.unwrap_or_else(|e| {
+        let panic = e.try_into_panic().ok();
+        let text = panic.as_deref().map_or("(cancelled)", server::panic_text);
+        tracing::error!(
+            panic = text,
+            "the browser listener's task ended abnormally; guestgate stopped serving"
+        );
+        DrainReport {
+            aborted: 0,
+            connection_panics: 0,
+            server_panicked: true,
+        }
+    })
 }
 
 /// Prepares every route of `config`; fails before anything is bound.

@@ -24,7 +24,7 @@ pub mod preset;
 pub mod relay;
 pub(crate) mod route;
 pub mod secret;
-pub(crate) mod server;
+pub mod server;
 pub(crate) mod session;
 pub(crate) mod setup;
 pub mod tls;

@@ -1,13 +1,14 @@
 //! The `guestgate` binary: parses the command line, sets up logging, loads and validates the
 //! config, and hands over to the library. Exit codes: 0 clean, 1 runtime failure, 2 bad
-//! configuration or usage (always before any port is bound).
+//! configuration or usage (always before any port is bound). A panic in the browser listener's
+//! accept loop ends `serve` at once with exit code 1.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tracing::{error, info};
+use tracing::info;
 use url::Url;
 
 use guestgate::app;
@@ -161,8 +162,9 @@ fn main() -> ExitCode {
     })
 }
 
+/// Reports a bad config once, on stderr (the log may go to a collector that an operator
+/// running `check` never sees; a second copy in the log would only repeat it), and exits 2.
 fn config_error(e: impl std::fmt::Display) -> ExitCode {
-    error!("{e}");
     eprintln!("guestgate: {e}");
     ExitCode::from(2)
 }
@@ -176,17 +178,13 @@ async fn serve(config: Config) -> ExitCode {
         Err(app::StartError::Route(e)) => return config_error(e),
         Err(app::StartError::Tls(e)) => return config_error(e),
         Err(e) => {
-            error!("{e}");
             eprintln!("guestgate: {e}");
             return ExitCode::from(1);
         }
     };
     info!(listen = %running.addr, admin = %running.admin_addr, routes = config.routes.len(), "guestgate is serving");
-    termination().await;
-    info!("shutdown requested");
-    running.shutdown();
-    let report = running.wait().await;
-    if report.aborted > 0 {
+    let report = running.until_stopped(termination()).await;
+    if report.server_panicked || report.aborted > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -10,11 +10,11 @@
 //! | Metric | Type | Labels | Meaning |
 //! |---|---|---|---|
 //! | `guestgate_connections_open` | gauge | `route` | Browser connections currently being set up or relayed. |
-//! | `guestgate_connections_total` | counter | `route`, `outcome` | Finished browser connections by how they ended: `relayed`, `upstream_failed`, `rejected`, `shutdown`. |
+//! | `guestgate_connections_total` | counter | `route`, `outcome` | Finished browser connections by how they ended: `relayed` (the relay ran), `upstream_failed` (set-up failed upstream), `rejected` (set-up refused the browser's own request: a `query.<param>` outside the flow route's allowlist or missing; close 1008, not an upstream failure), `shutdown` (guestgate was draining), `internal_error` (a bug: the connection's task panicked; the browser got 1011). |
 //! | `guestgate_edge_rejections_total` | counter | `reason` | Browser requests refused before any upstream work: `origin`, `rate`, `per_ip_cap`, `global_cap`, `ticket`, `bad_request`, `draining`. |
 //! | `guestgate_session_setup_seconds` | histogram | `route`, `outcome` | Time from the browser's upgrade request until relaying starts or setup fails (outcomes as for `connections_total`). |
-//! | `guestgate_setup_step_seconds` | histogram | `route`, `step` | Time spent in one setup step: `token`, `http_step`, `upstream_connect`, `hello_ready`. |
-//! | `guestgate_upstream_failures_total` | counter | `route`, `kind` | Upstream setup failures: `connect`, `tls`, `refused`, `bad_handshake`, `timeout`, `token`, `step`, `hello`, `ready_timeout`. |
+//! | `guestgate_setup_step_seconds` | histogram | `route`, `step` | Time spent in one setup step: `http_step` (a flow route's whole declarative flow: OAuth token, HTTP steps, rendering), `upstream_connect`, `hello_ready`. |
+//! | `guestgate_upstream_failures_total` | counter | `route`, `kind` | Upstream setup failures: `connect`, `tls`, `refused`, `bad_handshake`, `timeout`, `token`, `step`, `hello`, `ready_timeout`. The browser's own bad query counts as a `rejected` connection, not here. |
 //! | `guestgate_frames_total` | counter | `route`, `direction` | WebSocket frames relayed, `browser_to_upstream` or `upstream_to_browser`. |
 //! | `guestgate_messages_total` | counter | `route`, `direction` | Complete data messages relayed. |
 //! | `guestgate_bytes_total` | counter | `route`, `direction` | Frame bytes relayed (headers and payloads). |
@@ -38,7 +38,13 @@ use prometheus::{
 
 /// Outcomes of a browser connection (`guestgate_connections_total`) and of its setup
 /// (`guestgate_session_setup_seconds`).
-pub const CONNECTION_OUTCOMES: [&str; 4] = ["relayed", "upstream_failed", "rejected", "shutdown"];
+pub const CONNECTION_OUTCOMES: [&str; 5] = [
+    "relayed",
+    "upstream_failed",
+    "rejected",
+    "shutdown",
+    "internal_error",
+];
 /// Reasons a browser request is refused at the edge (`guestgate_edge_rejections_total`).
 pub const EDGE_REJECTION_REASONS: [&str; 7] = [
     "origin",
@@ -50,15 +56,14 @@ pub const EDGE_REJECTION_REASONS: [&str; 7] = [
     "draining",
 ];
 /// Setup steps (`guestgate_setup_step_seconds`).
-pub const SETUP_STEPS: [&str; 4] = ["token", "http_step", "upstream_connect", "hello_ready"];
+pub const SETUP_STEPS: [&str; 3] = ["http_step", "upstream_connect", "hello_ready"];
 /// Kinds of upstream setup failure (`guestgate_upstream_failures_total`).
-pub const UPSTREAM_FAILURE_KINDS: [&str; 11] = [
+pub const UPSTREAM_FAILURE_KINDS: [&str; 10] = [
     "connect",
     "tls",
     "refused",
     "bad_handshake",
     "subprotocol",
-    "browser_request",
     "timeout",
     "token",
     "step",

@@ -187,21 +187,21 @@ fn session_setup_histogram_counts_and_buckets() {
 #[test]
 fn setup_step_histogram_counts_per_step() {
     let (registry, m) = fresh();
-    m.observe_setup_step("chat", "token", Duration::from_millis(5));
-    m.observe_setup_step("chat", "token", Duration::from_millis(7));
+    m.observe_setup_step("chat", "http_step", Duration::from_millis(5));
+    m.observe_setup_step("chat", "http_step", Duration::from_millis(7));
     m.observe_setup_step("chat", "upstream_connect", Duration::from_millis(300));
     let text = render(&registry);
     assert_sample(
         &text,
-        r#"guestgate_setup_step_seconds_count{route="chat",step="token"} 2"#,
+        r#"guestgate_setup_step_seconds_count{route="chat",step="http_step"} 2"#,
     );
     assert_sample(
         &text,
-        r#"guestgate_setup_step_seconds_bucket{route="chat",step="token",le="0.005"} 1"#,
+        r#"guestgate_setup_step_seconds_bucket{route="chat",step="http_step",le="0.005"} 1"#,
     );
     assert_sample(
         &text,
-        r#"guestgate_setup_step_seconds_bucket{route="chat",step="token",le="0.01"} 2"#,
+        r#"guestgate_setup_step_seconds_bucket{route="chat",step="http_step",le="0.01"} 2"#,
     );
     assert_sample(
         &text,
@@ -390,7 +390,7 @@ fn every_guestgate_metric_is_prefixed_and_documented() {
     let (registry, m) = fresh();
     m.init_route("chat");
     m.observe_session_setup("chat", "relayed", Duration::from_millis(1));
-    m.observe_setup_step("chat", "token", Duration::from_millis(1));
+    m.observe_setup_step("chat", "http_step", Duration::from_millis(1));
     m.set_token_expiry("chat", Duration::from_secs(1));
     let module_doc = include_str!("metrics.rs");
     for family in registry.gather() {

@@ -5,11 +5,13 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -21,8 +23,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use crate::close_code;
 use crate::config::ServerConfig;
 use crate::edge::{Admission, Now, Rejection, SetupGuard};
 use crate::handshake;
@@ -48,6 +51,18 @@ pub struct Extras {
     pub admin_actions: Vec<(&'static str, AdminAction)>,
 }
 
+/// Where [`Gateway::panic_hook`] is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PanicPoint {
+    /// In the accept loop, after each accepted connection.
+    AcceptLoop,
+    /// In a connection's task, just before its session runs.
+    Session,
+}
+
+/// A test hook called at each [`PanicPoint`]; tests make it panic there.
+pub type PanicHook = Arc<dyn Fn(PanicPoint) + Send + Sync>;
+
 /// Process-wide state shared by the listener, the sessions and the admin endpoints.
 pub struct Gateway {
     /// Listener settings.
@@ -64,6 +79,12 @@ pub struct Gateway {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Browser connections currently held (handshaking or relaying).
     pub open_connections: AtomicUsize,
+    /// Connection tasks that panicked so far.
+    pub connection_panics: AtomicUsize,
+    /// For tests only: called at each [`PanicPoint`], so a test can make guestgate panic
+    /// there and check what the browser and the process see. Unset in production.
+    #[doc(hidden)]
+    pub panic_hook: std::sync::OnceLock<PanicHook>,
     next_id: AtomicU64,
 }
 
@@ -84,8 +105,16 @@ impl Gateway {
             tls,
             draining: AtomicBool::new(false),
             open_connections: AtomicUsize::new(0),
+            connection_panics: AtomicUsize::new(0),
+            panic_hook: std::sync::OnceLock::new(),
             next_id: AtomicU64::new(1),
         })
+    }
+
+    fn hook(&self, at: PanicPoint) {
+        if let Some(hook) = self.panic_hook.get() {
+            hook(at);
+        }
     }
 
     /// The route for a request path: the route with exactly that path, else the catch-all
@@ -105,6 +134,11 @@ impl Gateway {
 pub struct DrainReport {
     /// Connections still open when the grace period ran out, which were cut.
     pub aborted: usize,
+    /// Connection tasks that panicked while serving (each closed its browser with 1011 when
+    /// it could).
+    pub connection_panics: usize,
+    /// The accept loop itself panicked: guestgate stopped serving and must exit non-zero.
+    pub server_panicked: bool,
 }
 
 /// Serves browsers on `listener` until `shutdown` resolves, then drains.
@@ -137,6 +171,7 @@ pub async fn run(
                 }
             },
         };
+        gateway.hook(PanicPoint::AcceptLoop);
         let id = gateway.next_id.fetch_add(1, Ordering::Relaxed);
         let span = info_span!("conn", id);
         let (gateway, stop, hard_stop, aborted) = (
@@ -149,8 +184,14 @@ pub async fn run(
             async move {
                 let _permit = permit;
                 gateway.open_connections.fetch_add(1, Ordering::Relaxed);
+                // A bug in one connection must not leak its slot or vanish unlogged; the
+                // session's own panics are caught closer in (to send 1011), this is the rest.
+                let serve = AssertUnwindSafe(serve_connection(tcp, peer, &gateway, &stop));
                 tokio::select! {
-                    _ = serve_connection(tcp, peer, &gateway, &stop) => {}
+                    served = serve.catch_unwind() => if let Err(panic) = served {
+                        gateway.connection_panics.fetch_add(1, Ordering::Relaxed);
+                        error!(%peer, panic = panic_text(&panic), "connection task panicked");
+                    },
                     _ = hard_stop.cancelled() => { aborted.fetch_add(1, Ordering::Relaxed); }
                 }
                 gateway.open_connections.fetch_sub(1, Ordering::Relaxed);
@@ -181,7 +222,20 @@ pub async fn run(
     } else {
         info!("drained: every connection closed");
     }
-    DrainReport { aborted }
+    DrainReport {
+        aborted,
+        connection_panics: gateway.connection_panics.load(Ordering::Relaxed),
+        server_panicked: false,
+    }
+}
+
+/// The message of a caught panic, for the log.
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(non-text panic payload)")
 }
 
 /// What a request handler hands back to its connection task when it accepts an upgrade.
@@ -269,15 +323,45 @@ where
     };
     // Release hyper's read buffer now, not when this task ends.
     drop(parts.read_buf);
-    session::run(
-        browser,
-        upgrade.request,
-        &upgrade.route,
-        upgrade.setup_slot,
-        stop,
-        &gateway.metrics,
-    )
-    .await;
+    let spare = browser.io.spare_handle();
+    let route = &upgrade.route;
+    let session = AssertUnwindSafe(async {
+        gateway.hook(PanicPoint::Session);
+        session::run(
+            browser,
+            upgrade.request,
+            route,
+            upgrade.setup_slot,
+            stop,
+            &gateway.metrics,
+        )
+        .await;
+    });
+    if let Err(panic) = session.catch_unwind().await {
+        gateway.connection_panics.fetch_add(1, Ordering::Relaxed);
+        error!(route = %route.name, panic = panic_text(&panic), "session panicked; closing the browser with 1011");
+        gateway
+            .metrics
+            .connection_finished(&route.name, "internal_error");
+        gateway
+            .metrics
+            .record_close(&route.name, "guestgate", Some(close_code::INTERNAL.code));
+        close_after_panic(spare, route).await;
+    }
+}
+
+/// Tells the browser of a panicked session that guestgate failed (1011), over the spare
+/// handle on its socket. Plain TCP only (a TLS leg's state died with the session; that browser
+/// just sees the connection end). Best effort: if the panic struck inside a frame to the
+/// browser, the browser sees the close frame as a protocol error instead.
+async fn close_after_panic(spare: Option<socket2::Socket>, route: &Route) {
+    let Some(tcp) = spare
+        .map(std::net::TcpStream::from)
+        .and_then(|s| TcpStream::from_std(s).ok())
+    else {
+        return;
+    };
+    session::reject(Leg::new(tcp), close_code::INTERNAL, route).await;
 }
 
 /// Answers one HTTP request on the browser listener: route, upgrade checks, edge policy.

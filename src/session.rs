@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::close_code::{self, CloseCode};
 use crate::edge::SetupGuard;
@@ -46,23 +46,28 @@ pub async fn run<S>(
         Ok(established) => established,
         Err(e) => {
             let code = e.close_code();
-            warn!(route = %route.name, error = %e, close_code = code.code, "upstream session set-up failed");
-            metrics.upstream_failed(&route.name, e.kind());
-            metrics.observe_session_setup(&route.name, "upstream_failed", started.elapsed());
-            metrics.connection_finished(&route.name, "upstream_failed");
+            let outcome = if e.is_browser_request() {
+                // The browser's own request is at fault; nothing failed upstream.
+                debug!(route = %route.name, error = %e, close_code = code.code, "browser request refused during set-up");
+                "rejected"
+            } else {
+                warn!(route = %route.name, error = %e, close_code = code.code, "upstream session set-up failed");
+                metrics.upstream_failed(&route.name, e.kind());
+                "upstream_failed"
+            };
+            metrics.observe_session_setup(&route.name, outcome, started.elapsed());
+            metrics.connection_finished(&route.name, outcome);
             metrics.record_close(&route.name, "guestgate", Some(code.code));
             Box::pin(reject(browser, code, route)).await;
             return;
         }
     };
     metrics.observe_session_setup(&route.name, "relayed", started.elapsed());
-    if let Some(greeting) = &established.greeting {
-        let mut frame = Vec::new();
-        crate::ws::frame::encode(&mut frame, true, 1, greeting.as_bytes(), None);
-        if browser.io.write_all(&frame).await.is_err() {
-            metrics.connection_finished(&route.name, "relayed");
-            return;
-        }
+    if let Some(greeting) = &established.greeting
+        && send_greeting(&mut browser.io, greeting).await.is_err()
+    {
+        metrics.connection_finished(&route.name, "relayed");
+        return;
     }
     let live = (
         Arc::new(LiveStats::default()),
@@ -104,8 +109,8 @@ pub async fn run<S>(
     info!(
         route = %route.name,
         duration_ms = started.elapsed().as_millis() as u64,
-        closer = report.closer.as_str(),
-        why = report.why,
+        closer = report.closer().as_str(),
+        why = report.ending.why(),
         code_to_browser = report.code_to_browser,
         code_to_upstream = report.code_to_upstream,
         bytes_from_browser = report.from_browser.bytes,
@@ -116,6 +121,19 @@ pub async fn run<S>(
         spliced_from_upstream = report.from_upstream.spliced,
         "connection ended"
     );
+}
+
+/// Writes guestgate's greeting (a text message) to the browser and flushes it: a TLS leg
+/// holds written records until flushed, and the relay may not write (or flush) that leg again
+/// until the upstream speaks.
+async fn send_greeting<S>(browser: &mut S, greeting: &str) -> std::io::Result<()>
+where
+    S: AsyncWrite + Unpin,
+{
+    let mut frame = Vec::new();
+    crate::ws::frame::encode(&mut frame, true, 1, greeting.as_bytes(), None);
+    browser.write_all(&frame).await?;
+    browser.flush().await
 }
 
 /// Traffic already added to the metrics for one connection. The pumps count locally and
@@ -157,13 +175,8 @@ impl Flushed {
 
 /// Adds one finished relay's close and outcome to the metrics.
 fn record(metrics: &Metrics, route: &str, report: &relay::RelayReport) {
-    metrics.record_close(route, report.closer.as_str(), report.code_to_browser);
-    let outcome = if report.why == "guestgate is shutting down" {
-        "shutdown"
-    } else {
-        "relayed"
-    };
-    metrics.connection_finished(route, outcome);
+    metrics.record_close(route, report.closer().as_str(), report.code_to_browser);
+    metrics.connection_finished(route, report.ending.outcome());
 }
 
 /// Closes a browser connection before any relaying: sends the close frame, reads the browser's
@@ -197,3 +210,7 @@ where
     drain.drain(limit).await;
     let _ = tokio::time::timeout(limit, wr.shutdown()).await;
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

@@ -70,6 +70,17 @@ impl SetupError {
         }
     }
 
+    /// True when the browser's own request caused the failure (a query value outside the
+    /// flow's allowlist, subprotocol offers with nothing in common): the connection counts as
+    /// `rejected`, never as an upstream failure.
+    pub fn is_browser_request(&self) -> bool {
+        match self {
+            SetupError::Flow(f) => f.is_browser_request(),
+            SetupError::NoCommonSubprotocol => true,
+            _ => false,
+        }
+    }
+
     /// A closed-set label for `guestgate_upstream_failures_total`.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -39,6 +39,25 @@ fn bad_config_exits_2_naming_the_key_before_binding() {
 }
 
 #[test]
+fn bad_config_is_reported_once() {
+    let (_dir, path) = write_config(
+        "[[routes]]\nupstream = \"ws://127.0.0.1:1/\"\n[routes.relay]\nidle_timeout = \"0s\"\n",
+    );
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let key = "routes[0].relay.idle_timeout";
+    assert_eq!(stderr.matches(key).count(), 1, "stderr: {stderr}");
+    assert_eq!(stdout.matches(key).count(), 0, "stdout: {stdout}");
+}
+
+#[test]
 fn unknown_key_exits_2_naming_it() {
     let (_dir, path) =
         write_config("[[routes]]\nupstream = \"ws://127.0.0.1:1/\"\nupstrem_origin = \"x\"\n");

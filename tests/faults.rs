@@ -1034,3 +1034,114 @@ fn token_endpoint_latency_still_relays() {
         rig.finish().await;
     });
 }
+
+/// A browser query that breaks the flow route's allowlist is the browser's fault: it gets
+/// 1008, counts as a `rejected` connection, and is not an upstream failure (it would
+/// otherwise page whoever watches `guestgate_upstream_failures_total`).
+#[test]
+fn a_bad_browser_query_is_counted_as_rejected_not_as_an_upstream_failure() {
+    serial(async {
+        let upstream = fake(FakeBehavior::Echo).await;
+        let config = Config::parse(&format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+shutdown_grace = "3s"
+
+[[routes]]
+name = "vendor"
+path = "/ws"
+edge.allow_any_origin = true
+
+[routes.flow]
+upstream = "{ws}?lang={{{{query.lang}}}}"
+query = [{{ name = "lang", charset = "alnum", max_len = 8 }}]
+"#,
+            ws = upstream.url()
+        ))
+        .unwrap();
+        let gg = gateway(&config).await;
+        // Too long, outside the charset, and not sent at all (the template needs it).
+        for path in [
+            "/ws?lang=far-too-long-a-value",
+            "/ws?lang=%3Cscript%3E",
+            "/ws",
+        ] {
+            let mut c = RawClient::connect_path(gg.addr, path, "").await;
+            let (code, _) = c.close_frame().await;
+            assert_eq!(code, 1008, "{path}");
+        }
+        let (_, metrics) = http_get(gg.admin_addr, "/metrics").await;
+        for line in [
+            r#"guestgate_connections_total{outcome="rejected",route="vendor"} 3"#,
+            r#"guestgate_connections_total{outcome="upstream_failed",route="vendor"} 0"#,
+            r#"guestgate_upstream_failures_total{kind="step",route="vendor"} 0"#,
+            r#"guestgate_session_setup_seconds_count{outcome="rejected",route="vendor"} 3"#,
+        ] {
+            assert!(metrics.contains(line), "missing {line}\n{metrics}");
+        }
+        gg.shutdown();
+        gg.wait().await;
+    });
+}
+
+/// A bug that panics a connection's task: the browser gets 1011 (not a silent reset), the
+/// panic is counted, and guestgate keeps serving other connections.
+#[test]
+fn a_panicking_connection_task_closes_its_browser_with_1011() {
+    serial(async {
+        let upstream = fake(FakeBehavior::Echo).await;
+        let gg = gateway(&config_for(&upstream.url())).await;
+        let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let hook_armed = armed.clone();
+        let _ = gg.gateway.panic_hook.set(std::sync::Arc::new(move |at| {
+            if at == guestgate::server::PanicPoint::Session
+                && hook_armed.swap(false, Ordering::SeqCst)
+            {
+                panic!("test hook: a bug in the session");
+            }
+        }));
+        let mut c = RawClient::connect(gg.addr, "").await;
+        let (code, _) = tokio::time::timeout(SETTLE, c.close_frame())
+            .await
+            .expect("a close frame, not silence");
+        assert_eq!(code, 1011);
+        // The next connection is served normally.
+        let mut c = RawClient::connect(gg.addr, "").await;
+        c.send(true, 1, b"still here", MASK).await;
+        assert_eq!(c.frame().await.unwrap(), (1, b"still here".to_vec()));
+        drop(c);
+        let (_, metrics) = http_get(gg.admin_addr, "/metrics").await;
+        assert!(
+            metrics.contains(
+                r#"guestgate_connections_total{outcome="internal_error",route="default"} 1"#
+            ),
+            "{metrics}"
+        );
+        gg.shutdown();
+        let report = gg.wait().await;
+        assert_eq!(report.connection_panics, 1);
+        assert!(!report.server_panicked);
+    });
+}
+
+/// A panic in the accept loop stops guestgate serving: the report says so (the binary then
+/// exits 1) instead of the process idling on with no listener.
+#[test]
+fn a_panicking_accept_loop_is_reported() {
+    serial(async {
+        let upstream = fake(FakeBehavior::Echo).await;
+        let gg = gateway(&config_for(&upstream.url())).await;
+        let _ = gg.gateway.panic_hook.set(std::sync::Arc::new(|at| {
+            if at == guestgate::server::PanicPoint::AcceptLoop {
+                panic!("test hook: a bug in the accept loop");
+            }
+        }));
+        let _c = tokio::net::TcpStream::connect(gg.addr).await.unwrap();
+        let report = tokio::time::timeout(SETTLE, gg.until_stopped(std::future::pending()))
+            .await
+            .expect("the server's end is noticed without a shutdown request");
+        assert!(report.server_panicked);
+    });
+}

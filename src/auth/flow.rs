@@ -107,13 +107,29 @@ pub enum FlowError {
 }
 
 impl FlowError {
+    /// True when the browser's own request caused the failure: a `query.<param>` value that
+    /// breaks the route's allowlist, or one the templates need that it did not send. Such a
+    /// connection is `rejected` (close 1008), never counted as an upstream failure.
+    pub fn is_browser_request(&self) -> bool {
+        match self {
+            FlowError::Query(_) => true,
+            FlowError::Render(e) | FlowError::Step(StepError::Render { source: e, .. }) => {
+                missing_query_value(e)
+            }
+            _ => false,
+        }
+    }
+
     /// The close code and reason the browser receives.
     pub fn close_code(&self) -> CloseCode {
-        match self {
-            FlowError::Query(_) => CloseCode {
+        if self.is_browser_request() {
+            return CloseCode {
                 code: close_code::POLICY_VIOLATION.code,
                 reason: "query parameter not allowed",
-            },
+            };
+        }
+        match self {
+            FlowError::Query(_) => unreachable!("a browser request error"),
             FlowError::Token(e) => match e.kind() {
                 TokenFetchOutcome::Rejected => close_code::UPSTREAM_AUTH_FAILED,
                 TokenFetchOutcome::Timeout => close_code::UPSTREAM_TIMEOUT,
@@ -128,13 +144,23 @@ impl FlowError {
         }
     }
 
-    /// A closed-set label for `guestgate_upstream_failures_total`.
+    /// A closed-set label for `guestgate_upstream_failures_total`; `browser_request` for the
+    /// browser's own errors ([`FlowError::is_browser_request`]), which callers count as
+    /// rejected connections instead.
     pub fn kind(&self) -> &'static str {
         match self {
+            _ if self.is_browser_request() => "browser_request",
             FlowError::Token(_) => "token",
             _ => "step",
         }
     }
+}
+
+/// True when a render failed for want of a browser query value (an optional parameter the
+/// browser did not send). Steps and tokens never lack their values that way: a missing step
+/// value fails the step's extraction first.
+fn missing_query_value(e: &RenderError) -> bool {
+    matches!(e, RenderError::Missing { placeholder } if placeholder.starts_with("{{query."))
 }
 
 impl FlowConfig {

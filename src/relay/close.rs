@@ -1,12 +1,92 @@
 //! How a relay ends: once one direction stops, what each leg is told (relayed close, or a
 //! documented close code of guestgate's own), whose close reply is awaited, and which legs get
-//! an orderly TCP/TLS shutdown.
+//! an orderly TCP/TLS shutdown. The outcome is an [`Ending`], from which the log text, the
+//! metric outcome and the closer are derived (never compared as strings).
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use super::{Closer, Pump, PumpEnd, PumpStats, RelayConfig, RelayReport, Side, Violation};
 use crate::close_code::{self, CloseCode};
+
+/// How a relay ended: which side, and why. A closed set; everything the log line and the
+/// metrics say about the end is derived from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The initiator sent a close frame, it was relayed, and the other side's reply came back.
+    CloseHandshake {
+        /// The side whose close frame started the handshake.
+        initiator: Side,
+    },
+    /// The initiator's close was relayed; the other side did not reply within the close
+    /// timeout.
+    CloseTimedOut {
+        /// The side whose close frame started the handshake.
+        initiator: Side,
+    },
+    /// The initiator's close was relayed; the other side failed (transport lost, protocol
+    /// broken, write failed) instead of replying.
+    PeerFailedDuringClose {
+        /// The side whose close frame started the handshake.
+        initiator: Side,
+    },
+    /// This side's transport ended (EOF or error) without a close frame.
+    TransportLost(Side),
+    /// This side broke the protocol or a limit.
+    Violation(Side, Violation),
+    /// This side sent nothing for the idle timeout.
+    Idle(Side),
+    /// Writing to this side failed.
+    DestinationFailed(Side),
+    /// Writing to this side made no progress for the stall timeout.
+    DestinationStalled(Side),
+    /// The browser-message transform refused a message (secret-free reason).
+    Refused(&'static str),
+    /// guestgate is shutting down.
+    Shutdown,
+}
+
+impl Ending {
+    /// Who ended the relay: a side that closed or vanished, otherwise guestgate.
+    pub fn closer(self) -> Closer {
+        match self {
+            Ending::CloseHandshake { initiator }
+            | Ending::CloseTimedOut { initiator }
+            | Ending::PeerFailedDuringClose { initiator } => closer(initiator),
+            Ending::TransportLost(side) | Ending::DestinationFailed(side) => closer(side),
+            Ending::Violation(..)
+            | Ending::Idle(_)
+            | Ending::DestinationStalled(_)
+            | Ending::Refused(_)
+            | Ending::Shutdown => Closer::Guestgate,
+        }
+    }
+
+    /// Short, secret-free text for the `why` field of the log line.
+    pub fn why(self) -> &'static str {
+        match self {
+            Ending::CloseHandshake { .. } => "close handshake completed",
+            Ending::CloseTimedOut { .. } => "close handshake timed out",
+            Ending::PeerFailedDuringClose { .. } => "peer failed during the close handshake",
+            Ending::TransportLost(_) => "transport closed without a close frame",
+            Ending::Violation(_, v) => v.detail(),
+            Ending::Idle(_) => "idle timeout",
+            Ending::DestinationFailed(_) => "write to the other leg failed",
+            Ending::DestinationStalled(_) => "write to the other leg stalled",
+            Ending::Refused(reason) => reason,
+            Ending::Shutdown => "guestgate is shutting down",
+        }
+    }
+
+    /// The `outcome` label of `guestgate_connections_total` for a connection that reached
+    /// the relay.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Ending::Shutdown => "shutdown",
+            _ => "relayed",
+        }
+    }
+}
 
 /// Which write sides still deserve an orderly shutdown.
 pub(super) struct Teardown {
@@ -31,8 +111,7 @@ where
 {
     let dest = source.other();
     let mut report = RelayReport {
-        closer: Closer::Guestgate,
-        why: "",
+        ending: Ending::Shutdown,
         code_to_browser: None,
         code_to_upstream: None,
         from_browser: PumpStats::default(),
@@ -53,11 +132,11 @@ where
             _ => None,
         };
         set_code(source, reply_code);
-        report.closer = closer(source);
-        report.why = match reply {
-            Ok(PumpEnd::CloseForwarded(_)) => "close handshake completed",
-            Err(_) => "close handshake timed out",
-            Ok(_) => "peer failed during the close handshake",
+        let initiator = source;
+        report.ending = match reply {
+            Ok(PumpEnd::CloseForwarded(_)) => Ending::CloseHandshake { initiator },
+            Err(_) => Ending::CloseTimedOut { initiator },
+            Ok(_) => Ending::PeerFailedDuringClose { initiator },
         };
         // The browser's TCP is closed by us (we are its server); the upstream closes its own.
         return (
@@ -70,25 +149,24 @@ where
     }
 
     // Everything else: decide what the source (offender or lost) and the destination get.
-    let (why, to_source, to_dest): (&'static str, Option<CloseCode>, Option<CloseCode>) = match end
-    {
-        PumpEnd::SourceLost(_) => (
-            "transport closed without a close frame",
-            None,
-            Some(lost(source)),
+    let (ending, to_source, to_dest): (Ending, Option<CloseCode>, Option<CloseCode>) = match end {
+        PumpEnd::SourceLost(_) => (Ending::TransportLost(source), None, Some(lost(source))),
+        PumpEnd::Violation(v) => (
+            Ending::Violation(source, v),
+            Some(offender_code(v)),
+            Some(misbehaved(source)),
         ),
-        PumpEnd::Violation(v) => (v.detail(), Some(offender_code(v)), Some(misbehaved(source))),
         PumpEnd::SourceIdle => (
-            "idle timeout",
+            Ending::Idle(source),
             Some(idle_to(source)),
             Some(idle_to_other(source)),
         ),
-        PumpEnd::DestinationFailed(_) => ("write to the other leg failed", Some(lost(dest)), None),
+        PumpEnd::DestinationFailed(_) => (Ending::DestinationFailed(dest), Some(lost(dest)), None),
         PumpEnd::DestinationStalled => {
-            ("write to the other leg stalled", Some(stalled(dest)), None)
+            (Ending::DestinationStalled(dest), Some(stalled(dest)), None)
         }
         PumpEnd::Refused(reason) => (
-            reason,
+            Ending::Refused(reason),
             Some(CloseCode {
                 code: close_code::POLICY_VIOLATION.code,
                 reason,
@@ -96,20 +174,22 @@ where
             Some(close_code::BROWSER_MISBEHAVED),
         ),
         PumpEnd::Cancelled => (
-            "guestgate is shutting down",
+            Ending::Shutdown,
             Some(close_code::GOING_AWAY),
             Some(close_code::GOING_AWAY),
         ),
         PumpEnd::CloseForwarded(_) => unreachable!("handled above"),
     };
-    report.why = why;
-    report.closer = match end {
-        PumpEnd::SourceLost(_) => closer(source),
-        PumpEnd::DestinationFailed(_) => closer(dest),
-        _ => Closer::Guestgate,
-    };
+    report.ending = ending;
 
     // `ended` writes to dest, `other` writes to source.
+    if end == PumpEnd::Cancelled {
+        // Shutdown may catch either direction inside a frame; a close cannot be written
+        // there. Forward the rest of those frames first (one shared deadline); a leg whose
+        // frame does not complete in time gets no 1001 and is cut by the teardown.
+        let deadline = cfg.close_timeout;
+        tokio::join!(ended.finish_frame(deadline), other.finish_frame(deadline));
+    }
     let mut sent_to_dest = false;
     let mut sent_to_source = false;
     if let Some(c) = to_dest

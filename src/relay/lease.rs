@@ -4,6 +4,7 @@
 //! borrows a buffer from a per-thread free list just for the duration of a read poll; if the
 //! read is not ready the buffer goes straight back, so parked connections hold none. Busy
 //! connections keep theirs across reads, so there is no allocation per frame or per read.
+//! Spares are pooled per buffer size (routes may differ), within one byte bound per thread.
 
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -13,34 +14,76 @@ use std::task::Poll;
 
 use tokio::io::{AsyncRead, ReadBuf};
 
-/// Bytes of spare buffers kept per thread for reuse; beyond this they are freed.
+/// Bytes of spare buffers kept per thread for reuse, all sizes together; beyond this they are
+/// freed.
 const POOL_BYTES: usize = 4 << 20;
 
+/// Spare buffers, one stack per buffer size: routes may configure different
+/// `relay.buffer_bytes`, and a connection of one route must neither get a buffer of another's
+/// size nor throw the other's spares away.
+#[derive(Default)]
+struct Pool {
+    /// (buffer size, spare buffers of exactly that size). A handful of entries: one per
+    /// distinct configured size.
+    by_size: Vec<(usize, Vec<Box<[u8]>>)>,
+    /// Bytes held in all stacks.
+    bytes: usize,
+}
+
+impl Pool {
+    fn take(&mut self, size: usize) -> Option<Box<[u8]>> {
+        let (_, stack) = self.by_size.iter_mut().find(|(s, _)| *s == size)?;
+        let buf = stack.pop()?;
+        self.bytes -= buf.len();
+        Some(buf)
+    }
+
+    fn give_back(&mut self, buf: Box<[u8]>) {
+        let size = buf.len();
+        if self.bytes + size > POOL_BYTES {
+            return; // freed
+        }
+        self.bytes += size;
+        match self.by_size.iter_mut().find(|(s, _)| *s == size) {
+            Some((_, stack)) => stack.push(buf),
+            None => self.by_size.push((size, vec![buf])),
+        }
+    }
+}
+
 thread_local! {
-    static POOL: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+    static POOL: RefCell<Pool> = RefCell::new(Pool::default());
 }
 
 /// Takes a buffer of `size` bytes from this thread's pool, or allocates one.
 fn take(size: usize) -> Box<[u8]> {
-    POOL.with(|p| {
-        let mut pool = p.borrow_mut();
-        while let Some(buf) = pool.pop() {
-            if buf.len() == size {
-                return buf;
-            }
-        }
-        vec![0u8; size].into_boxed_slice()
-    })
+    POOL.with(|p| p.borrow_mut().take(size))
+        .unwrap_or_else(|| vec![0u8; size].into_boxed_slice())
 }
 
-/// Returns a buffer to this thread's pool.
+/// Returns a buffer to this thread's pool (or frees it when the pool is full).
 fn give_back(buf: Box<[u8]>) {
-    POOL.with(|p| {
-        let mut pool = p.borrow_mut();
-        if (pool.len() + 1) * buf.len() <= POOL_BYTES {
-            pool.push(buf);
-        }
-    });
+    POOL.with(|p| p.borrow_mut().give_back(buf));
+}
+
+#[cfg(test)]
+fn pooled_of(pool: &Pool, size: usize) -> usize {
+    pool.by_size
+        .iter()
+        .find(|(s, _)| *s == size)
+        .map_or(0, |(_, stack)| stack.len())
+}
+
+#[cfg(test)]
+fn pooled_bytes(pool: &Pool) -> usize {
+    let counted: usize = pool
+        .by_size
+        .iter()
+        .flat_map(|(_, st)| st)
+        .map(|b| b.len())
+        .sum();
+    assert_eq!(counted, pool.bytes, "the running byte count is exact");
+    counted
 }
 
 /// A buffer slot that is empty while the connection is idle.
@@ -133,6 +176,40 @@ mod tests {
         let n = lease.read_from(&mut b, 0).await.unwrap();
         assert_eq!(&lease.bytes()[..n], b"hello");
         assert!(lease.is_held());
+    }
+
+    /// Spare buffers of `size` bytes in this thread's pool.
+    fn pooled(size: usize) -> usize {
+        POOL.with(|p| pooled_of(&p.borrow(), size))
+    }
+
+    #[test]
+    fn buffers_of_different_sizes_are_all_kept_for_reuse() {
+        // Two routes with different `buffer_bytes` on one thread.
+        let (small, big) = (take(1024), take(2048));
+        give_back(big);
+        give_back(small);
+        drop(take(2048));
+        assert_eq!(
+            pooled(1024),
+            1,
+            "taking a big buffer threw the small one away"
+        );
+        assert_eq!(pooled(2048), 0);
+        let again = take(1024);
+        assert_eq!(again.len(), 1024);
+        assert_eq!(pooled(1024), 0, "the pooled small buffer is reused");
+    }
+
+    #[test]
+    fn the_pool_stays_within_its_byte_bound() {
+        let size = 64 << 10;
+        let spares: Vec<_> = (0..POOL_BYTES / size + 8).map(|_| take(size)).collect();
+        let odd: Vec<_> = (0..8).map(|i| take(1000 + i)).collect();
+        spares.into_iter().chain(odd).for_each(give_back);
+        let held = POOL.with(|p| pooled_bytes(&p.borrow()));
+        assert!(held <= POOL_BYTES, "{held} bytes pooled");
+        assert_eq!(pooled(size), POOL_BYTES / size);
     }
 
     #[tokio::test]

@@ -5,6 +5,16 @@
 //! image. Neither pump unmasks, re-masks or copies payloads; see `ARCHITECTURE.md` for why the
 //! browser's masking key can stay on the upstream leg. On two plain TCP legs the unread part
 //! of a large payload does not even pass through the pump's buffer (`splice`).
+//!
+//! # Shutdown
+//!
+//! When `shutdown` fires, both directions stop reading new frames. A direction caught inside
+//! a frame first forwards the rest of that frame (and nothing after it), both directions
+//! sharing one `close_timeout` deadline; then each leg gets close 1001 `guestgate is shutting
+//! down`, and each peer's close reply is awaited for up to another `close_timeout`. A leg
+//! whose frame does not complete by the deadline gets no close frame (one cannot be written
+//! inside a frame): its connection is ended (TCP FIN / TLS close_notify) with the frame
+//! truncated, and the report still says [`Ending::Shutdown`].
 
 mod close;
 mod lease;
@@ -24,6 +34,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::ws::frame::{Limits, Side, Violation};
+pub use close::Ending;
 pub use pump::{LiveStats, Pump, PumpConfig, PumpEnd, PumpStats};
 pub use rewrite::MessageTransform;
 pub use tcp::Transport;
@@ -101,10 +112,8 @@ impl Closer {
 /// What happened to one relayed connection, for the log line and metrics.
 #[derive(Debug, Clone, Copy)]
 pub struct RelayReport {
-    /// Who ended it.
-    pub closer: Closer,
-    /// Short, secret-free description of why.
-    pub why: &'static str,
+    /// How it ended; who ended it, the log text and the metric outcome derive from this.
+    pub ending: Ending,
     /// Close code the browser received (relayed or guestgate's own), if one was sent.
     pub code_to_browser: Option<u16>,
     /// Close code the upstream received, if one was sent.
@@ -113,6 +122,13 @@ pub struct RelayReport {
     pub from_browser: PumpStats,
     /// Upstream → browser counters.
     pub from_upstream: PumpStats,
+}
+
+impl RelayReport {
+    /// Who ended the relay (see [`Ending::closer`]).
+    pub fn closer(&self) -> Closer {
+        self.ending.closer()
+    }
 }
 
 /// One side of a relay: its transport and any frame bytes already read from it during the

@@ -88,6 +88,8 @@ pub struct Pump<R, W> {
     discard: bool,
     /// Keep the source's close frame instead of forwarding it (guestgate answers for itself).
     hold_close: bool,
+    /// Forward only the rest of the frame in flight: stop before the next frame's header.
+    to_boundary: bool,
     /// Slow path: data messages are reassembled and rewritten instead of forwarded.
     rewrite: Option<Box<Reassembly>>,
     /// Plain TCP on both ends: large payloads move socket to socket in the kernel.
@@ -121,6 +123,7 @@ where
             end: None,
             discard: false,
             hold_close: false,
+            to_boundary: false,
             rewrite: None,
             splice: None,
             last_read: Instant::now(),
@@ -185,6 +188,9 @@ where
             }
             if let Some(end) = self.end.take() {
                 return end;
+            }
+            if self.to_boundary && self.at_frame_boundary() {
+                return PumpEnd::Cancelled;
             }
             if !self.need_more && self.scan < self.filled {
                 self.scan_some();
@@ -293,16 +299,50 @@ where
         self.flush().await.is_ok()
     }
 
+    /// Forwards the rest of the frame in flight (and nothing after it) so a frame of
+    /// guestgate's own can follow, for at most `limit`. Returns whether the destination is
+    /// now at a frame boundary; bytes already read past the frame stay unscanned.
+    pub async fn finish_frame(&mut self, limit: Duration) -> bool {
+        if self.at_frame_boundary() {
+            return true;
+        }
+        self.to_boundary = true;
+        let never = CancellationToken::new();
+        let _ = tokio::time::timeout(limit, self.run(&never)).await;
+        self.to_boundary = false;
+        self.at_frame_boundary()
+    }
+
     /// Reads and discards from the source until it sends a close frame or its transport ends,
     /// for at most `limit`. Used after guestgate has sent a close, so the peer's reply is read
     /// and the connection is not reset with unread bytes. Returns the close code the peer sent.
+    ///
+    /// The destination is done by then: either guestgate closed it (nothing is pending) or it
+    /// failed or stalled. Output still pending for it is dropped, so the source's close reply
+    /// is read at once instead of after the stalled write is retried for the whole `limit`.
     pub async fn drain(&mut self, limit: Duration) -> Option<u16> {
         self.discard = true;
         self.end = None;
+        self.drop_pending_output();
         let never = CancellationToken::new();
         match tokio::time::timeout(limit, self.run(&never)).await {
             Ok(PumpEnd::CloseForwarded(code)) => code,
             _ => None,
+        }
+    }
+
+    /// Forgets every byte scanned but not yet written to the destination: the forwarded
+    /// range, an own frame, a rewritten frame, and what waits in the splice pipe (the pipe is
+    /// closed, not pooled).
+    fn drop_pending_output(&mut self) {
+        self.out_start = self.out_end;
+        self.own = None;
+        if let Some(r) = self.rewrite.as_mut() {
+            let pending = r.pending().len();
+            r.consume(pending);
+        }
+        if self.splice.as_ref().is_some_and(|s| s.in_pipe() > 0) {
+            self.splice = None;
         }
     }
 
@@ -409,6 +449,9 @@ where
                     }
                 }
                 continue;
+            }
+            if self.to_boundary {
+                return; // the frame in flight is done; the next one is not started
             }
             let bytes = &self.lease.bytes()[self.scan..self.filled];
             let header = match frame::parse_header(bytes) {

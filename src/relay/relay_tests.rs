@@ -143,7 +143,7 @@ async fn frames_pass_byte_for_byte_both_ways() {
         .unwrap();
     assert_eq!(expect_close(&mut h.browser, 1000).await, "ok");
     let r = report(h).await;
-    assert_eq!(r.closer, Closer::Browser);
+    assert_eq!(r.closer(), Closer::Browser);
     assert_eq!(
         (r.code_to_upstream, r.code_to_browser),
         (Some(1000), Some(1000))
@@ -167,7 +167,7 @@ async fn upstream_close_with_reason_reaches_the_browser() {
         .unwrap();
     expect_close(&mut h.upstream, 4000).await;
     let r = report(h).await;
-    assert_eq!(r.closer, Closer::Upstream);
+    assert_eq!(r.closer(), Closer::Upstream);
 }
 
 #[tokio::test]
@@ -181,7 +181,13 @@ async fn unmasked_browser_frame_gets_1002_and_upstream_1001() {
     assert_eq!(reason, "protocol error");
     expect_close(&mut h.upstream, 1001).await;
     let r = report(h).await;
-    assert_eq!(r.why, "browser frame not masked");
+    assert_eq!(
+        r.ending,
+        Ending::Violation(
+            Side::Browser,
+            Violation::Protocol("browser frame not masked")
+        )
+    );
     assert_eq!(
         (r.code_to_browser, r.code_to_upstream),
         (Some(1002), Some(1001))
@@ -249,7 +255,7 @@ async fn browser_transport_loss_becomes_1001_upstream() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(r.closer, Closer::Browser);
+    assert_eq!(r.closer(), Closer::Browser);
 }
 
 #[tokio::test(start_paused = true)]
@@ -303,7 +309,7 @@ async fn shutdown_sends_1001_to_both_legs() {
         .await
         .unwrap();
     let r = report(h).await;
-    assert_eq!(r.why, "guestgate is shutting down");
+    assert_eq!(r.ending, Ending::Shutdown);
 }
 
 fn chunked_stream() -> impl Strategy<Value = (Vec<u8>, Vec<usize>)> {
@@ -380,19 +386,27 @@ async fn slow_browser_stops_upstream_reads_then_stalls_out() {
         ..cfg()
     });
     let (mut up_rd, mut up_wr) = tokio::io::split(h.upstream);
-    let writer = tokio::spawn(async move {
-        let chunk = frame(true, 2, &[5; 16 * 1024], None);
-        let mut written = 0usize;
-        for _ in 0..64 {
-            if up_wr.write_all(&chunk).await.is_err() {
-                break;
+    let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = tokio::spawn({
+        let taken = taken.clone();
+        async move {
+            let chunk = frame(true, 2, &[5; 16 * 1024], None);
+            for _ in 0..64 {
+                if up_wr.write_all(&chunk).await.is_err() {
+                    break;
+                }
+                taken.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
             }
-            written += chunk.len();
         }
-        written
     });
     // The browser reads nothing. guestgate must stop reading the upstream (backpressure) and,
     // once its write has made no progress for write_stall, tell the upstream the browser is gone.
+    // Just before the stall fires (paused time), only what fits in the pipes and one buffer was
+    // taken from the upstream, not all 1 MiB. (Afterwards guestgate drains the upstream,
+    // discarding, until its close reply.)
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    let taken = taken.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(taken < 300 * 1024, "the upstream wrote {taken} bytes");
     let mut head = [0u8; 2];
     loop {
         up_rd.read_exact(&mut head).await.unwrap();
@@ -406,19 +420,14 @@ async fn slow_browser_stops_upstream_reads_then_stalls_out() {
     frame::apply_mask(&mut payload, rest[..4].try_into().unwrap());
     assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1001);
     assert_eq!(&payload[2..], b"browser went away");
-    // Only what fits in the pipes and one buffer was taken from the upstream, not all 1 MiB.
     writer.abort();
     drop(h.browser);
     let r = tokio::time::timeout(Duration::from_secs(60), h.relay)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(r.why, "write to the other leg stalled");
-    assert!(
-        r.from_upstream.bytes < 200 * 1024,
-        "read {} bytes",
-        r.from_upstream.bytes
-    );
+    assert_eq!(r.ending, Ending::DestinationStalled(Side::Browser));
+    assert_eq!(r.code_to_upstream, Some(1001));
 }
 
 struct Upper;
@@ -519,4 +528,154 @@ async fn misbehaving_browser_gets_the_upstreams_in_flight_reply_before_1002() {
         (1, b"echo: valid".to_vec())
     );
     assert_eq!(expect_close(&mut h.browser, 1002).await, "protocol error");
+}
+
+#[test]
+fn the_closer_and_the_outcome_derive_from_the_ending() {
+    let cases = [
+        (
+            Ending::CloseHandshake {
+                initiator: Side::Upstream,
+            },
+            Closer::Upstream,
+            "relayed",
+        ),
+        (
+            Ending::CloseTimedOut {
+                initiator: Side::Browser,
+            },
+            Closer::Browser,
+            "relayed",
+        ),
+        (
+            Ending::TransportLost(Side::Browser),
+            Closer::Browser,
+            "relayed",
+        ),
+        (
+            Ending::DestinationFailed(Side::Upstream),
+            Closer::Upstream,
+            "relayed",
+        ),
+        (
+            Ending::DestinationStalled(Side::Browser),
+            Closer::Guestgate,
+            "relayed",
+        ),
+        (Ending::Idle(Side::Upstream), Closer::Guestgate, "relayed"),
+        (Ending::Refused("not allowed"), Closer::Guestgate, "relayed"),
+        (Ending::Shutdown, Closer::Guestgate, "shutdown"),
+    ];
+    for (ending, closer, outcome) in cases {
+        assert_eq!(
+            (ending.closer(), ending.outcome()),
+            (closer, outcome),
+            "{ending:?}"
+        );
+        assert!(!ending.why().is_empty());
+    }
+    assert_eq!(Ending::Refused("not allowed").why(), "not allowed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_an_upstream_stall_the_browsers_close_reply_is_read_at_once() {
+    let close_timeout = Duration::from_secs(2);
+    let h = start(RelayConfig {
+        write_stall: Duration::from_secs(3),
+        close_timeout,
+        ..cfg()
+    });
+    // The upstream reads nothing: a 100 KiB browser message fills its pipe and stalls.
+    let _upstream = h.upstream;
+    let (mut b_rd, mut b_wr) = tokio::io::split(h.browser);
+    b_wr.write_all(&frame(true, 2, &[3; 100 * 1024], MASK))
+        .await
+        .unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(60), async {
+        let (op, payload) = read_frame_from(&mut b_rd).await;
+        assert_eq!(op, 8);
+        assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 4504);
+        String::from_utf8(payload[2..].to_vec()).unwrap()
+    })
+    .await
+    .expect("the browser is told the upstream timed out");
+    assert!(!reason.is_empty());
+    let replied = tokio::time::Instant::now();
+    b_wr.write_all(&frame(true, 8, &close_payload(1000, ""), MASK))
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(60), h.relay)
+        .await
+        .unwrap()
+        .unwrap();
+    let took = replied.elapsed();
+    assert!(
+        took < close_timeout / 4,
+        "the close reply waited {took:?} behind the stalled write"
+    );
+    assert_eq!(r.ending, Ending::DestinationStalled(Side::Upstream));
+    assert_eq!((r.code_to_browser, r.code_to_upstream), (Some(4504), None));
+}
+
+/// [`read_frame`] for any reader, small frames only.
+async fn read_frame_from<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    s.read_exact(&mut head).await.unwrap();
+    let len = usize::from(head[1] & 0x7f);
+    assert!(len < 126, "small frames only");
+    let mut key = [0u8; 4];
+    if head[1] & 0x80 != 0 {
+        s.read_exact(&mut key).await.unwrap();
+    }
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).await.unwrap();
+    frame::apply_mask(&mut payload, key);
+    (head[0] & 0x0f, payload)
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_mid_frame_finishes_the_frame_then_sends_1001() {
+    let mut h = start(cfg());
+    let payload: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8).collect();
+    let whole = frame(true, 2, &payload, None);
+    let head_len = whole.len() - payload.len();
+    // The upstream is in the middle of a large message when shutdown fires.
+    h.upstream
+        .write_all(&whole[..head_len + 10_000])
+        .await
+        .unwrap();
+    let mut got = read_exact(&mut h.browser, head_len + 10_000).await;
+    h.shutdown.cancel();
+    let (mut up_rd, mut up_wr) = tokio::io::split(h.upstream);
+    let rest = whole[head_len + 10_000..].to_vec();
+    let writer = tokio::spawn(async move {
+        up_wr.write_all(&rest).await.unwrap();
+        up_wr
+    });
+    got.extend(read_exact(&mut h.browser, whole.len() - got.len()).await);
+    assert!(
+        got == whole,
+        "the browser got the whole frame, byte for byte"
+    );
+    expect_close(&mut h.browser, 1001).await;
+    let mut up_wr = writer.await.unwrap();
+    let (op, close) = read_frame_from(&mut up_rd).await;
+    assert_eq!((op, &close[..2]), (8, &1001u16.to_be_bytes()[..]));
+    h.browser
+        .write_all(&frame(true, 8, &close_payload(1001, ""), MASK))
+        .await
+        .unwrap();
+    up_wr
+        .write_all(&frame(true, 8, &close_payload(1001, ""), None))
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), h.relay)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.ending, Ending::Shutdown);
+    assert_eq!(
+        (r.code_to_browser, r.code_to_upstream),
+        (Some(1001), Some(1001))
+    );
 }

@@ -114,7 +114,7 @@ async fn spliced_payloads_arrive_identical_both_ways() {
     assert_eq!(pass(&mut h.upstream, &mut h.browser, &down).await, down);
 
     let report = close(h).await;
-    assert_eq!(report.closer, Closer::Browser);
+    assert_eq!(report.closer(), Closer::Browser);
     assert_eq!(report.code_to_upstream, Some(1000));
     assert_eq!(report.code_to_browser, Some(1000));
     // Every byte is counted (the masked close is 8 bytes, the reply 4), and most of the
@@ -209,7 +209,7 @@ async fn upstream_lost_mid_spliced_payload_ends_the_relay() {
         .await
         .expect("relay did not end")
         .unwrap();
-    assert_eq!(report.closer, Closer::Upstream);
+    assert_eq!(report.closer(), Closer::Upstream);
     assert!(report.from_upstream.spliced > 0);
     // Mid-frame no close frame can be written (it would land inside the cut frame); the
     // browser's connection is ended with FIN instead, as on the copying path.

@@ -25,6 +25,13 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     fn into_plain_tcp(self) -> Result<TcpStream, Self>
     where
         Self: Sized;
+
+    /// A second handle on the plain TCP socket (a duplicated descriptor), kept aside so a
+    /// close frame can still be written if the task owning the transport panics. `None` for
+    /// TLS: its session state goes down with the task.
+    fn spare_handle(&self) -> Option<socket2::Socket> {
+        None
+    }
 }
 
 impl Transport for TcpStream {
@@ -35,6 +42,10 @@ impl Transport for TcpStream {
     fn into_plain_tcp(self) -> Result<TcpStream, Self> {
         Ok(self)
     }
+
+    fn spare_handle(&self) -> Option<socket2::Socket> {
+        socket2::SockRef::from(self).try_clone().ok()
+    }
 }
 
 impl Transport for Box<tokio_rustls::server::TlsStream<TcpStream>> {
@@ -44,6 +55,10 @@ impl Transport for Box<tokio_rustls::server::TlsStream<TcpStream>> {
 
     fn into_plain_tcp(self) -> Result<TcpStream, Self> {
         Err(self)
+    }
+
+    fn spare_handle(&self) -> Option<socket2::Socket> {
+        None
     }
 }
 
