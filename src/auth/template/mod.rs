@@ -779,5 +779,4 @@ pub fn extract_query(
 }
 
 #[cfg(test)]
-#[path = "template_tests.rs"]
 mod tests;
