@@ -1,7 +1,11 @@
-//! Tests for templates, values and the query allowlist.
+//! Tests for templates, values and JSON templates.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
 
 use super::*;
-use serde_json::json;
+use crate::secret::Secret;
 
 fn known() -> Known {
     let mut k = Known::new().with_oauth().with_session_token();
@@ -201,81 +205,4 @@ fn json_template_lists_problems_across_leaves() {
         t.check(&known()),
         Err(TemplateError::Undeclared { .. })
     ));
-}
-
-#[test]
-fn charsets() {
-    assert!(Charset::Uuid.allows("0f8fad5b-d9cb-469f-A165-70867728950e"));
-    assert!(!Charset::Uuid.allows("0f8fad5bd9cb469fa16570867728950e"));
-    assert!(!Charset::Uuid.allows("0f8fad5b-d9cb-469f-a165-70867728950g"));
-    assert!(Charset::Alnum.allows("abcXYZ019"));
-    assert!(!Charset::Alnum.allows("a-b"));
-    assert!(Charset::Token.allows("a-b_c.d~e"));
-    assert!(!Charset::Token.allows("a b"));
-    assert!(!Charset::Token.allows("é"));
-}
-
-#[test]
-fn extract_query_applies_allowlist() {
-    let allow = [
-        QueryParam::new("lang", Charset::Alnum),
-        QueryParam {
-            max_len: 4,
-            ..QueryParam::new("tag", Charset::Token)
-        },
-    ];
-    let got = extract_query(&allow, Some("lang=en&other=%3Cscript%3E&tag=a.b")).unwrap();
-    assert_eq!(got.len(), 2);
-    assert_eq!(got["lang"], "en");
-    assert_eq!(got["tag"], "a.b");
-    assert!(extract_query(&allow, None).unwrap().is_empty());
-
-    let err = extract_query(&allow, Some("tag=abcde")).unwrap_err();
-    assert_eq!(
-        err,
-        QueryError::TooLong {
-            name: "tag".into(),
-            max_len: 4
-        }
-    );
-    let err = extract_query(&allow, Some("lang=e%26n")).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "query parameter lang: not a valid alnum value"
-    );
-    assert!(!err.to_string().contains("e&n"));
-    assert!(matches!(
-        extract_query(&allow, Some("lang=en&lang=fr")),
-        Err(QueryError::Duplicate { .. })
-    ));
-    assert!(matches!(
-        extract_query(&allow, Some("lang=")),
-        Err(QueryError::Empty { .. })
-    ));
-}
-
-#[test]
-fn query_param_config() {
-    let p: QueryParam = toml::from_str("name = \"lang\"").unwrap();
-    assert_eq!(p, QueryParam::new("lang", Charset::Token));
-    assert!(toml::from_str::<QueryParam>("name = \"x\"\nregex = \".*\"").is_err());
-    let bad = [
-        QueryParam::new("a.b", Charset::Token),
-        QueryParam {
-            max_len: 10,
-            ..QueryParam::new("id", Charset::Uuid)
-        },
-        QueryParam::new("a.b", Charset::Alnum),
-    ];
-    let err = validate_query_params(&bad, "routes[0].query").unwrap_err();
-    assert!(err.contains("routes[0].query[0].name:"), "{err}");
-    assert!(
-        err.contains("routes[0].query[1].max_len: must be at least 36"),
-        "{err}"
-    );
-    assert!(
-        err.contains("routes[0].query[2].name: \"a.b\" is listed twice"),
-        "{err}"
-    );
-    assert!(validate_query_params(&[QueryParam::new("lang", Charset::Alnum)], "q").is_ok());
 }
