@@ -118,6 +118,11 @@ impl Cell {
         self.rtts_us[i] as f64 / 1000.0
     }
 
+    /// Round trips (or cycles) counted over all rounds.
+    pub fn msgs(&self) -> u64 {
+        self.msgs
+    }
+
     /// Length of all the windows together, in seconds.
     pub fn secs_total(&self) -> f64 {
         self.secs

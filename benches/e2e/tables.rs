@@ -16,18 +16,24 @@ fn round_ratios(gg: &Cell, other: &Cell) -> String {
     format!("{min:.2}..{max:.2}")
 }
 
-/// `a`'s rate over `b`'s, "1.23x", or "-" when either is missing.
+/// Cells with fewer round trips than this are too short to compare (the window was shorter
+/// than a round trip): their ratios are left out.
+const MIN_MSGS: u64 = 20;
+
+/// `a`'s rate over `b`'s, "1.23x", or "-" when either is missing or too short.
 fn ratio(a: Option<&Cell>, b: Option<&Cell>) -> String {
+    let ok = |c: &Cell| c.msgs() >= MIN_MSGS;
     match (a, b) {
-        (Some(a), Some(b)) => format!("{:.2}x", a.rate() / b.rate().max(1e-9)),
+        (Some(a), Some(b)) if ok(a) && ok(b) => format!("{:.2}x", a.rate() / b.rate().max(1e-9)),
         _ => "-".to_string(),
     }
 }
 
 /// `b`'s relay CPU per message over `a`'s ("how many times more CPU `b` spends").
 fn cpu_ratio(a: Option<&Cell>, b: Option<&Cell>) -> String {
+    let ok = |c: &Cell| c.msgs() >= MIN_MSGS;
     match (a, b) {
-        (Some(a), Some(b)) => format!(
+        (Some(a), Some(b)) if ok(a) && ok(b) => format!(
             "{:.2}x",
             b.relay_us_per_msg() / a.relay_us_per_msg().max(1e-9)
         ),
@@ -109,10 +115,14 @@ pub fn print_throughput(cells: &mut [Cell], sizes: &[usize], shapes: &[Shape]) {
     for &shape in shapes {
         for &size in sizes {
             let gg = find(cells, Target::Guestgate, size, shape);
-            let Some(g) = gg else { continue };
+            let Some(g) = gg.filter(|g| g.msgs() >= MIN_MSGS) else {
+                continue;
+            };
             let ng = find(cells, Target::Nginx, size, shape);
             let nv = find(cells, Target::Naive, size, shape);
             let dr = find(cells, Target::Direct, size, shape);
+            let ng = ng.filter(|c| c.msgs() >= MIN_MSGS);
+            let nv = nv.filter(|c| c.msgs() >= MIN_MSGS);
             let per_round = |o: Option<&Cell>| o.map_or("-".into(), |o| round_ratios(g, o));
             let p99 = ng.map_or("-".into(), |n| {
                 format!("{:.2}x", g.pct_ms(0.99) / n.pct_ms(0.99))
@@ -156,6 +166,15 @@ pub fn print_throughput(cells: &mut [Cell], sizes: &[usize], shapes: &[Shape]) {
     }
     if ng_absent(cells) {
         println!("(nginx column absent: no nginx binary, see benches/README.md)");
+    }
+    for c in cells.iter().filter(|c| c.msgs() < MIN_MSGS) {
+        println!(
+            "{} {} @{}: only {} round trips in the windows, ratios left out: raise --duration above the round-trip time",
+            c.target.name(),
+            size_label(c.size),
+            c.shape.label(),
+            c.msgs()
+        );
     }
     print_floor(cells, sizes, shapes);
 }
