@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -111,6 +111,27 @@ pub fn prepare_routes_with(
         .collect()
 }
 
+/// The accept queue length asked of the kernel (which caps it at `net.core.somaxconn`, 4096 by
+/// default since Linux 5.4). `TcpListener::bind` asks for 128, and a reconnect storm (every
+/// browser of a deploy or a network blip coming back at once) overflows that: the dropped SYNs
+/// are retried by the client's kernel only after a second. nginx is deployed with the same
+/// `backlog=4096`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listener on `addr` like `TcpListener::bind` (SO_REUSEADDR on Unix), with an accept
+/// queue of [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Prepares routes, binds the listeners and starts serving. Metrics go to `registry`, or to a
 /// fresh one when `None`; either way `/metrics` on the admin listener serves it.
 pub async fn start(
@@ -136,13 +157,9 @@ pub async fn start_with(
     for route in &routes {
         metrics.init_route(&route.name);
     }
-    let bind = |what, addr| async move {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { what, addr, source })
-    };
-    let listener = bind("browser", config.server.listen).await?;
-    let admin_listener = bind("admin", config.server.admin_listen).await?;
+    let bind = |what, addr| listen(addr).map_err(|source| StartError::Bind { what, addr, source });
+    let listener = bind("browser", config.server.listen)?;
+    let admin_listener = bind("admin", config.server.admin_listen)?;
     let addr = listener
         .local_addr()
         .expect("bound listener has an address");

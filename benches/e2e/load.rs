@@ -366,6 +366,11 @@ fn pong(payload: &[u8]) -> Vec<u8> {
 }
 
 impl RawClient {
+    /// A client on an upgraded socket whose read buffer holds what followed the upgrade.
+    pub fn from_parts(tcp: TcpStream, inbuf: raw::InBuf) -> Self {
+        Self { tcp, inbuf }
+    }
+
     /// Opens one connection to `addr` (TCP_NODELAY) and upgrades it (no extensions).
     pub async fn connect(addr: SocketAddr) -> Result<Self, String> {
         let open = async {
@@ -545,14 +550,22 @@ impl Client {
 }
 
 /// Runs `workers` loops of connect → one 64-byte echo → close against `addr` for `duration`.
-/// The sample counts completed cycles and their latencies.
+/// The sample counts completed cycles and their latencies, and the CPU time of the relay
+/// process `relay` over the run.
 pub async fn cycles(
     addr: SocketAddr,
+    relay: Option<u32>,
     workers: usize,
     duration: Duration,
     instrument: Instrument,
 ) -> Result<Sample, String> {
     let payload = payloads(64, 1).remove(0);
+    let cpu = |pid: Option<u32>| pid.map_or(0.0, |p| crate::procs::cpu_secs(Some(p)));
+    let (relay0, own0, machine0) = (
+        cpu(relay),
+        crate::procs::cpu_secs(None),
+        crate::procs::MachineTicks::now(),
+    );
     let started = Instant::now();
     let until = started + duration;
     let tasks: Vec<_> = (0..workers)
@@ -581,6 +594,9 @@ pub async fn cycles(
     }
     // The last cycles finish a little after `until`: divide by the time actually taken.
     sample.secs = started.elapsed().as_secs_f64();
+    sample.relay_cpu = cpu(relay) - relay0;
+    sample.own_cpu = crate::procs::cpu_secs(None) - own0;
+    sample.machine = crate::procs::MachineTicks::now().since(machine0);
     Ok(sample)
 }
 
@@ -628,7 +644,7 @@ mod tests {
                         .unwrap_or_else(|e| panic!("{client:?} -> {echo_kind:?} {size}: {e}"));
                     assert!(s.msgs > 0, "{client:?} -> {echo_kind:?} {size}: no echoes");
                 }
-                let c = cycles(addr, 2, Duration::from_millis(100), client).await;
+                let c = cycles(addr, None, 2, Duration::from_millis(100), client).await;
                 assert!(c.unwrap().msgs > 0);
             }
         }

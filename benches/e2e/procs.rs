@@ -92,6 +92,7 @@ impl Drop for Child {
         if self.pid != 0 {
             let _ = Command::new("kill")
                 .args(["-TERM", &self.pid.to_string()])
+                .stderr(Stdio::null())
                 .status();
         }
         let deadline = Instant::now() + Duration::from_secs(8);

@@ -1,7 +1,8 @@
-//! The targets of a harness run: the echo upstream (in the harness process) and the two
-//! relays in front of it, the real guestgate binary and the naive relay, each a child process
-//! on its own loopback port; optionally the two byte-level TCP forwarders (`tcp-copy`,
-//! `tcp-splice`, see `forward.rs`) as floor references, child processes too.
+//! The targets of a harness run: the echo upstream (in the harness process) and the relays in
+//! front of it, the real guestgate binary, nginx (when there is one, see `nginx.rs`) and the
+//! naive relay, each a child process on its own loopback port; optionally the two byte-level
+//! TCP forwarders (`tcp-copy`, `tcp-splice`, see `forward.rs`) as floor references, child
+//! processes too.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::echo;
+use crate::nginx::Nginx;
 use crate::procs;
 use crate::report::Target;
 
@@ -21,18 +23,21 @@ pub struct Targets {
     pub guestgate: procs::Child,
     /// The naive relay child.
     pub naive: procs::Child,
+    /// nginx, when a binary was found.
+    pub nginx: Option<Nginx>,
     /// The floor forwarders (`tcp-copy`, `tcp-splice`), when asked for.
     pub floor: Option<[procs::Child; 2]>,
 }
 
 impl Targets {
     /// Starts the echo upstream and both relays, and the two floor forwarders if `floor`
-    /// (each child lives at most `lifetime`). `guestgate` overrides the binary measured
-    /// (default: next to this one); `buffer_bytes` runs it from a generated config with that
-    /// `relay.buffer_bytes`.
+    /// (each child lives at most `lifetime`), and nginx from the binary `nginx` if given.
+    /// `guestgate` overrides the binary measured (default: next to this one); `buffer_bytes`
+    /// runs it from a generated config with that `relay.buffer_bytes`.
     pub async fn start(
         guestgate: Option<&Path>,
         buffer_bytes: Option<usize>,
+        nginx: Option<&Path>,
         floor: bool,
         lifetime: Duration,
     ) -> Result<Self, String> {
@@ -100,6 +105,21 @@ impl Targets {
             "echo upstream {echo} (in process); guestgate pid {} on {gg_addr}; naive relay pid {} on {nv_addr}",
             guestgate.pid, naive.pid
         );
+        let nginx = match nginx {
+            Some(bin) => {
+                let n = Nginx::start(bin, echo, lifetime).await?;
+                eprintln!(
+                    "nginx ({}) master pid {}, worker pid {} on {} (config in {})",
+                    bin.display(),
+                    n.child.pid,
+                    n.worker,
+                    n.addr(),
+                    n.dir().display()
+                );
+                Some(n)
+            }
+            None => None,
+        };
         let floor = if floor {
             let copy = spawn_forwarder(&me, echo, false, lifetime).await?;
             let splice = spawn_forwarder(&me, echo, true, lifetime).await?;
@@ -115,6 +135,7 @@ impl Targets {
             echo,
             guestgate,
             naive,
+            nginx,
             floor,
         })
     }
@@ -122,6 +143,7 @@ impl Targets {
     fn child(&self, t: Target) -> Option<&procs::Child> {
         match t {
             Target::Direct => None,
+            Target::Nginx => self.nginx.as_ref().map(|n| &n.child),
             Target::Guestgate => Some(&self.guestgate),
             Target::Naive => Some(&self.naive),
             Target::TcpCopy => self.floor.as_ref().map(|f| &f[0]),
@@ -129,9 +151,22 @@ impl Targets {
         }
     }
 
-    /// The relay process behind `t` (none for a direct connection).
+    /// The relay process behind `t` whose CPU time is measured (none for a direct
+    /// connection; nginx's worker, which does all its relaying).
     pub fn pid(&self, t: Target) -> Option<u32> {
-        self.child(t).map(|c| c.pid)
+        match t {
+            Target::Nginx => self.nginx.as_ref().map(|n| n.worker),
+            _ => self.child(t).map(|c| c.pid),
+        }
+    }
+
+    /// The targets of one round, in order: direct, guestgate, nginx (if running), naive, then
+    /// the floor forwarders (if running).
+    pub fn round(&self) -> Vec<Target> {
+        Target::EVERY
+            .into_iter()
+            .filter(|&t| t == Target::Direct || self.child(t).is_some())
+            .collect()
     }
 
     /// Where to connect for `t`.
@@ -141,7 +176,7 @@ impl Targets {
             _ => self
                 .child(t)
                 .map(|c| c.addr)
-                .ok_or_else(|| format!("{} was not started (--floor)", t.name())),
+                .ok_or_else(|| format!("{} was not started", t.name())),
         }
     }
 }

@@ -42,10 +42,14 @@ pub struct FakeGenesysConfig {
     pub rate_limit_per_sec: u32,
     /// Sessions expire this long after creation: `SessionExpiredEvent`, then close 1000.
     pub session_lifetime: Option<Duration>,
+    /// How long the fake waits before answering each `configureSession` (upstream latency
+    /// for set-up benchmarks); zero answers at once.
+    pub configure_delay: Duration,
 }
 
 impl Default for FakeGenesysConfig {
-    /// One deployment ([`DEFAULT_DEPLOYMENT_ID`]), any origin, agent on, 2 msg/s, no expiry.
+    /// One deployment ([`DEFAULT_DEPLOYMENT_ID`]), any origin, agent on, 2 msg/s, no expiry,
+    /// no added latency.
     fn default() -> Self {
         FakeGenesysConfig {
             deployment_ids: vec![DEFAULT_DEPLOYMENT_ID.to_owned()],
@@ -53,6 +57,7 @@ impl Default for FakeGenesysConfig {
             agent_reply: true,
             rate_limit_per_sec: 2,
             session_lifetime: None,
+            configure_delay: Duration::ZERO,
         }
     }
 }
@@ -245,6 +250,10 @@ async fn serve(stream: TcpStream, state: Arc<State>) {
             };
             match msg {
                 Some(Ok(Message::Text(text))) => {
+                    let delay = state.config.configure_delay;
+                    if !delay.is_zero() && protocol::is_configure(text.as_str()) {
+                        tokio::time::sleep(delay).await;
+                    }
                     let outcome = state.handle(&mut conn, text.as_str());
                     for v in outcome.replies {
                         send_json(&state, &tx, v);

@@ -328,3 +328,10 @@ impl State {
         out
     }
 }
+
+/// Whether a guest text frame is a `configureSession` request (the frame the fake's
+/// `configure_delay` holds back).
+pub(super) fn is_configure(text: &str) -> bool {
+    serde_json::from_str::<Value>(text)
+        .is_ok_and(|v| v.get("action").and_then(Value::as_str) == Some("configureSession"))
+}

@@ -291,3 +291,22 @@ async fn expired_sessions_get_event_then_close_and_4006() {
     })
     .await
 }
+
+#[tokio::test]
+async fn configure_delay_holds_back_the_session_response() {
+    within(async {
+        let delay = Duration::from_millis(200);
+        let h = start(FakeGenesysConfig {
+            configure_delay: delay,
+            ..no_agent()
+        })
+        .await;
+        let mut ws = connect(&h).await;
+        let t0 = tokio::time::Instant::now();
+        send(&mut ws, configure("tok")).await;
+        let reply = recv(&mut ws).await;
+        assert_eq!(reply["class"], "SessionResponse");
+        assert!(t0.elapsed() >= delay, "answered after {:?}", t0.elapsed());
+    })
+    .await
+}
