@@ -12,6 +12,7 @@ use tracing::debug;
 use super::GenesysConfig;
 use crate::auth::hello;
 use crate::auth::resume::{ResumeTicket, unix_now};
+use crate::config::RelaySettings;
 use crate::preset::{PresetContext, SetupContext};
 use crate::relay::RelayConfig;
 use crate::secret::Secret;
@@ -53,9 +54,11 @@ impl GenesysPreset {
         &self.target
     }
 
-    /// Upstream pings no rarer than Genesys's own SDK sends them.
-    pub fn tune_relay(&self, relay: &mut RelayConfig) {
+    /// Upstream pings no rarer than Genesys's own SDK sends them, and small browser limits
+    /// unless `written` (the route's `[routes.relay]` as written) sets them (see `limits`).
+    pub fn tune_relay(&self, relay: &mut RelayConfig, written: &RelaySettings) {
         relay.upstream_ping = relay.upstream_ping.map(|d| d.min(UPSTREAM_PING_AT_MOST));
+        super::limits::tune_browser_limits(&mut relay.browser_limits, written);
     }
 
     /// Connects, configures (or resumes) the guest session and prepares the greeting and the
