@@ -15,6 +15,7 @@ use url::Url;
 
 use crate::auth::hello::{Condition, HelloSpec};
 
+pub mod first_frame;
 mod inject;
 mod limits;
 mod session;
