@@ -127,7 +127,7 @@ impl Route {
                     connect_timeout: cfg.connect_timeout,
                 };
                 let preset = p.prepare(ctx).map_err(fail)?;
-                preset.tune_relay(&mut relay);
+                preset.tune_relay(&mut relay, &cfg.relay);
                 RouteUpstream::Preset(preset)
             }
         };

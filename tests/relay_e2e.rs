@@ -189,8 +189,8 @@ type Frame = (bool, u8, Vec<u8>, Option<[u8; 4]>);
 async fn protocol_violations_from_the_browser_get_the_right_code() {
     let up = fake(FakeBehavior::Echo).await;
     let mut config = config_for(&up.url());
-    config.routes[0].relay.browser_max_frame_bytes = 1000;
-    config.routes[0].relay.browser_max_message_bytes = 1500;
+    config.routes[0].relay.browser_max_frame_bytes = Some(1000);
+    config.routes[0].relay.browser_max_message_bytes = Some(1500);
     let gg = gateway(&config).await;
     let cases: Vec<(Vec<Frame>, u16)> = vec![
         (vec![(true, 1, b"plain".to_vec(), None)], 1002),

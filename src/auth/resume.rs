@@ -12,7 +12,12 @@
 //! version (1 byte, = 1) | key id (1 byte) | nonce (12 random bytes) | ciphertext + 16-byte tag
 //! ```
 //!
-//! The plaintext is compact JSON (`{"r":route,"t":token,"i":issued,"e":expires}`). The
+//! The plaintext is compact JSON (`{"r":route,"t":token,"i":issued,"e":expires,"f":first}`).
+//! `f` is when the conversation's first ticket was issued; renewing a ticket carries it
+//! forward, and no renewal expires later than `f + max_lifetime`, so however often a ticket is
+//! renewed it stops resuming `max_lifetime` after the first one was issued. Tickets sealed
+//! before `f` existed (same version byte) open as first issued at their `i`: they expire
+//! within `ttl` of it anyway, and their renewals carry that time forward. The
 //! associated data is the version and key-id bytes followed by the route name, so a ticket
 //! presented on another route fails authentication: it is reported as
 //! [`ResumeError::Tampered`], like any other forgery. (The route is also inside the payload
@@ -28,7 +33,7 @@
 //!
 //! Rotation: keys are listed newest first; the first seals, all open. To rotate without
 //! stranding tickets, append the new key everywhere, then move it to the front, and remove
-//! the old key once `ttl` has passed.
+//! the old key once `ttl` has passed. Removing a key at once revokes every ticket it sealed.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -58,6 +63,8 @@ pub const MAX_TICKET_LEN: usize = 4096;
 pub const KEY_LEN: usize = 32;
 /// The longest `ttl` accepted.
 pub const MAX_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The longest `max_lifetime` accepted.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// Standard base64 alphabet, padding optional: how keys are written in their files or
 /// variables (`openssl rand -base64 32`).
@@ -77,6 +84,10 @@ pub struct ResumeConfig {
     /// session's own lifetime.
     #[serde(default = "default_ttl", with = "humantime_serde")]
     pub ttl: Duration,
+    /// How long after a conversation's first ticket its renewals may still resume it,
+    /// however often they are renewed. At least `ttl`.
+    #[serde(default = "default_max_lifetime", with = "humantime_serde")]
+    pub max_lifetime: Duration,
     /// The browser query parameter that carries the ticket.
     #[serde(default = "default_param")]
     pub param: String,
@@ -84,6 +95,10 @@ pub struct ResumeConfig {
 
 fn default_ttl() -> Duration {
     Duration::from_secs(24 * 3600)
+}
+
+fn default_max_lifetime() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
 }
 
 fn default_param() -> String {
@@ -96,6 +111,7 @@ impl ResumeConfig {
         Self {
             keys,
             ttl: default_ttl(),
+            max_lifetime: default_max_lifetime(),
             param: default_param(),
         }
     }
@@ -122,6 +138,11 @@ impl ResumeConfig {
         if self.ttl.is_zero() || self.ttl > MAX_TTL {
             problems.push(format!(
                 "{key_prefix}.ttl: must be greater than zero and at most 30 days"
+            ));
+        }
+        if self.max_lifetime < self.ttl || self.max_lifetime > MAX_LIFETIME {
+            problems.push(format!(
+                "{key_prefix}.max_lifetime: must be at least ttl and at most 90 days"
             ));
         }
         if !valid_name(&self.param) {
@@ -201,10 +222,12 @@ pub struct ResumeTicket {
     pub issued_at_unix: u64,
     /// When it stops being accepted (seconds since the Unix epoch).
     pub expires_at_unix: u64,
+    /// When the conversation's first ticket was issued (seconds since the Unix epoch).
+    pub first_issued_at_unix: u64,
 }
 
 impl ResumeTicket {
-    /// A ticket issued at `now_unix`, valid for `ttl`.
+    /// A conversation's first ticket, issued at `now_unix`, valid for `ttl`.
     pub fn new(
         route: impl Into<String>,
         session_token: Secret,
@@ -216,7 +239,25 @@ impl ResumeTicket {
             session_token,
             issued_at_unix: now_unix,
             expires_at_unix: now_unix.saturating_add(ttl.as_secs()),
+            first_issued_at_unix: now_unix,
         }
+    }
+
+    /// The ticket that replaces this one at `now_unix`: same route, token and first issue
+    /// time, valid for `ttl` but never past `max_lifetime` after the first issue. `None` once
+    /// that is reached: the conversation can no longer be resumed.
+    pub fn renewed(&self, now_unix: u64, ttl: Duration, max_lifetime: Duration) -> Option<Self> {
+        let end_of_life = self
+            .first_issued_at_unix
+            .saturating_add(max_lifetime.as_secs());
+        let expires_at_unix = now_unix.saturating_add(ttl.as_secs()).min(end_of_life);
+        (expires_at_unix > now_unix).then(|| Self {
+            route: self.route.clone(),
+            session_token: self.session_token.clone(),
+            issued_at_unix: now_unix,
+            expires_at_unix,
+            first_issued_at_unix: self.first_issued_at_unix,
+        })
     }
 }
 
@@ -229,6 +270,9 @@ struct Wire<'a> {
     t: Cow<'a, str>,
     i: u64,
     e: u64,
+    /// Absent in tickets sealed before it existed: then the ticket's `i`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    f: Option<u64>,
 }
 
 /// Why a ticket was not accepted. Holds nothing from the ticket.
@@ -300,6 +344,7 @@ impl ResumeKeys {
             t: Cow::Borrowed(ticket.session_token.expose()),
             i: ticket.issued_at_unix,
             e: ticket.expires_at_unix,
+            f: Some(ticket.first_issued_at_unix),
         })
         .expect("serializing strings and integers cannot fail");
         let nonce: [u8; 12] = rand::random();
@@ -363,6 +408,7 @@ impl ResumeKeys {
             session_token: Secret::new(wire.t.into_owned()),
             issued_at_unix: wire.i,
             expires_at_unix: wire.e,
+            first_issued_at_unix: wire.f.unwrap_or(wire.i),
         })
     }
 }

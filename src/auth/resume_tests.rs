@@ -230,3 +230,119 @@ fn config_defaults_and_validation() {
     );
     assert!(unix_now() > NOW);
 }
+
+const HOUR: u64 = 3600;
+const DAY: u64 = 24 * HOUR;
+
+#[test]
+fn renewals_stop_resuming_after_max_lifetime() {
+    let keys = keys(&[K1]);
+    let ttl = Duration::from_secs(DAY);
+    let max_lifetime = Duration::from_secs(7 * DAY);
+    let mut sealed = keys.seal(&ResumeTicket::new("r", Secret::new(TOKEN), NOW, ttl));
+    // A page that reconnects every 12 hours keeps renewing its ticket...
+    let mut now = NOW;
+    let mut renewals = 0;
+    loop {
+        now += 12 * HOUR;
+        let Ok(opened) = keys.open(&sealed, "r", now) else {
+            break;
+        };
+        assert_eq!(opened.first_issued_at_unix, NOW);
+        assert!(opened.expires_at_unix <= NOW + 7 * DAY);
+        let Some(renewed) = opened.renewed(now, ttl, max_lifetime) else {
+            break;
+        };
+        sealed = keys.seal(&renewed);
+        renewals += 1;
+        assert!(renewals < 100, "renewals never stopped");
+    }
+    // ...until seven days after the first ticket, not one day after the last renewal.
+    assert_eq!(now, NOW + 7 * DAY);
+    assert_eq!(renewals, 13);
+    assert_eq!(keys.open(&sealed, "r", now), Err(ResumeError::Expired));
+    // The last renewal was cut short to the end of the conversation's lifetime.
+    assert!(keys.open(&sealed, "r", now - 1).is_ok());
+}
+
+#[test]
+fn renewal_carries_the_first_issue_time_and_refuses_past_the_end() {
+    let t = ticket("r");
+    let ttl = Duration::from_secs(HOUR);
+    let max = Duration::from_secs(2 * HOUR);
+    let r = t.renewed(NOW + 10, ttl, max).unwrap();
+    assert_eq!(
+        (r.issued_at_unix, r.expires_at_unix, r.first_issued_at_unix),
+        (NOW + 10, NOW + 10 + HOUR, NOW)
+    );
+    assert_eq!(r.session_token, t.session_token);
+    let r = t.renewed(NOW + 90 * 60, ttl, max).unwrap();
+    assert_eq!(r.expires_at_unix, NOW + 2 * HOUR);
+    assert_eq!(t.renewed(NOW + 2 * HOUR, ttl, max), None);
+    // A max_lifetime lowered since the ticket was issued applies at once.
+    assert_eq!(t.renewed(NOW + 10, ttl, Duration::from_secs(10)), None);
+}
+
+/// Seals `payload` as a version-1 ticket the way guestgate did before `f` existed.
+fn seal_raw(keys: &ResumeKeys, route: &str, payload: &str) -> String {
+    let (id, cipher) = &keys.keys[0];
+    let nonce = [3u8; 12];
+    let sealed = cipher
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: payload.as_bytes(),
+                aad: &aad(*id, route),
+            },
+        )
+        .unwrap();
+    let mut out = vec![VERSION, *id];
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    URL_SAFE_NO_PAD.encode(out)
+}
+
+#[test]
+fn tickets_from_before_max_lifetime_open_as_first_issued_at_their_issue_time() {
+    let keys = keys(&[K1]);
+    let old = format!(r#"{{"r":"r","t":"{TOKEN}","i":{NOW},"e":{}}}"#, NOW + HOUR);
+    let opened = keys
+        .open(&seal_raw(&keys, "r", &old), "r", NOW + 1)
+        .unwrap();
+    assert_eq!(opened, ticket("r"));
+    assert_eq!(opened.first_issued_at_unix, NOW);
+    // New tickets carry the field.
+    let sealed = keys.seal(&ticket("r"));
+    let raw = URL_SAFE_NO_PAD.decode(&sealed).unwrap();
+    let plain = keys.keys[0]
+        .1
+        .decrypt(
+            Nonce::from_slice(&raw[2..HEADER_LEN]),
+            Payload {
+                msg: &raw[HEADER_LEN..],
+                aad: &aad(keys.keys[0].0, "r"),
+            },
+        )
+        .unwrap();
+    assert!(
+        String::from_utf8(plain)
+            .unwrap()
+            .contains(&format!("\"f\":{NOW}"))
+    );
+}
+
+#[test]
+fn max_lifetime_defaults_to_a_week_and_is_at_least_ttl() {
+    let config: ResumeConfig = toml::from_str("keys = [{ env = \"K\" }]").unwrap();
+    assert_eq!(config.max_lifetime, Duration::from_secs(7 * DAY));
+    let config: ResumeConfig =
+        toml::from_str("keys = [{ env = \"K\" }]\nttl = \"2d\"\nmax_lifetime = \"1d\"").unwrap();
+    let err = config.validate("routes[0].resume").unwrap_err();
+    assert!(
+        err.contains("routes[0].resume.max_lifetime: must be at least ttl"),
+        "{err}"
+    );
+    let config: ResumeConfig =
+        toml::from_str("keys = [{ env = \"K\" }]\nttl = \"1h\"\nmax_lifetime = \"1h\"").unwrap();
+    config.validate("r").unwrap();
+}

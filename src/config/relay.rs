@@ -1,5 +1,9 @@
 //! The `[routes.relay]` section: frame limits, buffer size and timers as written in the
 //! config, checked and turned into the relay core's [`RelayConfig`].
+//!
+//! The browser limits are optional: left unset they take the relay core's defaults, and a
+//! preset that rewrites browser messages may lower them (see `GenesysPreset::tune_relay`);
+//! set explicitly they are kept as written.
 
 use std::time::Duration;
 
@@ -12,10 +16,12 @@ use crate::relay::{Limits, RelayConfig};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RelaySettings {
-    /// Largest frame payload a browser may send.
-    pub browser_max_frame_bytes: u64,
-    /// Largest message a browser may send.
-    pub browser_max_message_bytes: u64,
+    /// Largest frame payload a browser may send; `None` (unset) means the route's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub browser_max_frame_bytes: Option<u64>,
+    /// Largest message a browser may send; `None` (unset) means the route's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub browser_max_message_bytes: Option<u64>,
     /// Largest frame payload the upstream may send.
     pub upstream_max_frame_bytes: u64,
     /// Largest message the upstream may send.
@@ -49,8 +55,8 @@ impl Default for RelaySettings {
     fn default() -> Self {
         let d = RelayConfig::default();
         Self {
-            browser_max_frame_bytes: d.browser_limits.max_frame,
-            browser_max_message_bytes: d.browser_limits.max_message,
+            browser_max_frame_bytes: None,
+            browser_max_message_bytes: None,
             upstream_max_frame_bytes: d.upstream_limits.max_frame,
             upstream_max_message_bytes: d.upstream_limits.max_message,
             buffer_bytes: d.buffer_size,
@@ -66,14 +72,20 @@ impl Default for RelaySettings {
 }
 
 impl RelaySettings {
+    /// The browser limits as written, unset ones at the relay core's defaults.
+    pub fn browser_limits(&self) -> Limits {
+        let d = RelayConfig::default().browser_limits;
+        Limits {
+            max_frame: self.browser_max_frame_bytes.unwrap_or(d.max_frame),
+            max_message: self.browser_max_message_bytes.unwrap_or(d.max_message),
+        }
+    }
+
     /// The relay core's view of these settings.
     pub fn to_relay_config(&self) -> RelayConfig {
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
         RelayConfig {
-            browser_limits: Limits {
-                max_frame: self.browser_max_frame_bytes,
-                max_message: self.browser_max_message_bytes,
-            },
+            browser_limits: self.browser_limits(),
             upstream_limits: Limits {
                 max_frame: self.upstream_max_frame_bytes,
                 max_message: self.upstream_max_message_bytes,
@@ -93,12 +105,9 @@ impl RelaySettings {
 impl RelaySettings {
     pub(super) fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
         let key = |k: &str| format!("{prefix}.{k}");
+        let browser = self.browser_limits();
         for (name, frame, message) in [
-            (
-                "browser",
-                self.browser_max_frame_bytes,
-                self.browser_max_message_bytes,
-            ),
+            ("browser", browser.max_frame, browser.max_message),
             (
                 "upstream",
                 self.upstream_max_frame_bytes,

@@ -12,6 +12,7 @@ pub mod genesys;
 use std::sync::Arc;
 
 use crate::auth::resume::{ResumeConfig, ResumeKeys};
+use crate::config::RelaySettings;
 use crate::metrics::Metrics;
 use crate::relay::RelayConfig;
 use crate::setup::{BrowserRequest, Established, SetupError};
@@ -116,10 +117,11 @@ impl Preset {
         }
     }
 
-    /// Adjusts the route's relay settings to what the upstream expects (e.g. ping cadence).
-    pub fn tune_relay(&self, relay: &mut RelayConfig) {
+    /// Adjusts the route's relay settings to what the upstream expects (e.g. ping cadence,
+    /// browser limits); `written` is the config as written, to tell unset values from set ones.
+    pub fn tune_relay(&self, relay: &mut RelayConfig, written: &RelaySettings) {
         match self {
-            Preset::Genesys(g) => g.tune_relay(relay),
+            Preset::Genesys(g) => g.tune_relay(relay, written),
         }
     }
 

@@ -2,6 +2,13 @@
 //! [`MessageTransform`], and re-framed with a fresh mask. Used only on routes whose preset must
 //! change what the browser sends (e.g. inserting the session token the browser never sees);
 //! everything else, and the whole upstream-to-browser direction, stays on the verbatim path.
+//!
+//! Memory: the pump admits a frame (checking the route's frame and message limits from its
+//! header) before any of its payload is absorbed here, so the reassembled message never
+//! exceeds the message limit. At its peak a message costs about twice its size: the
+//! reassembled bytes and the rewrite's result, or the result and its frame (the message is
+//! freed before the frame is built). How long a fragmented message may take to finish is
+//! the pump's to bound (its idle timer runs between reads, not per message).
 
 use crate::ws::frame::{self, Header};
 
@@ -37,11 +44,14 @@ impl Reassembly {
         }
     }
 
-    /// A data frame starts (its header was admitted).
+    /// A data frame starts (its header was admitted, so its payload is within the limits):
+    /// room for the payload is reserved at once, without the doubling growth would cost.
     pub fn begin_frame(&mut self, header: &Header) {
         if header.opcode != 0 {
             self.opcode = header.opcode;
         }
+        let payload = usize::try_from(header.payload_len).unwrap_or(usize::MAX);
+        self.message.reserve_exact(payload);
         self.mask = header.mask;
         self.offset = 0;
     }
@@ -62,6 +72,7 @@ impl Reassembly {
     pub fn finish_message(&mut self) -> Result<(), &'static str> {
         let message = std::mem::take(&mut self.message);
         let rewritten = self.transform.transform(self.opcode, &message)?;
+        drop(message);
         self.out.clear();
         self.written = 0;
         frame::encode(
@@ -88,3 +99,7 @@ impl Reassembly {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "rewrite_tests.rs"]
+mod tests;

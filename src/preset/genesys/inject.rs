@@ -1,17 +1,36 @@
 //! The browser-message rewrite of the Genesys preset: a page sends Genesys requests without
 //! `token`; guestgate checks `action` against the route's allowlist and inserts the session
 //! token the page never sees.
+//!
+//! Only the top level of a request is parsed: each field's value stays a borrowed
+//! [`RawValue`] (its bytes in the message, checked as JSON but not built into a tree) and is
+//! copied verbatim into the rewritten request. So a hostile value (a huge `[0,0,...]` array, a
+//! deep nesting) costs about its own size, not a `serde_json::Value` per element. At most
+//! [`MAX_FIELDS`] top-level fields are accepted, which bounds the field list too.
+//!
+//! The rewritten request is the page's fields in order, minus every `token` field the page
+//! sent (the page can never choose the token, not even through a duplicate key or an escaped
+//! spelling such as `"tok\u0065n"`), followed by guestgate's `token`. A request with two
+//! `action` fields, or any other repeated field, is refused: parsers disagree on which copy
+//! wins, and the allowlist must judge the one Genesys acts on.
 
-use serde_json::Value;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
 use super::GenesysConfig;
 use crate::relay::MessageTransform;
+
+/// The most top-level fields a browser request may have. Genesys requests have a handful
+/// (`action`, `message`, `tracingId`, ...).
+pub const MAX_FIELDS: usize = 32;
 
 impl GenesysConfig {
     /// The browser-message rewrite: only allowed actions, session token inserted.
     pub fn transform(&self, token: &str) -> Box<dyn MessageTransform> {
         Box::new(InjectToken {
-            token: Value::String(token.to_owned()),
+            token_json: serde_json::to_string(token).expect("a string serialises"),
             allowed: self.allowed_actions.clone(),
         })
     }
@@ -19,7 +38,8 @@ impl GenesysConfig {
 
 /// Inserts the session token into every browser request and enforces the action allowlist.
 struct InjectToken {
-    token: Value,
+    /// The session token as a JSON string literal, quotes included.
+    token_json: String,
     allowed: Vec<String>,
 }
 
@@ -28,59 +48,85 @@ impl MessageTransform for InjectToken {
         if opcode != 1 {
             return Err("only JSON text messages are allowed");
         }
-        let mut request: Value =
-            serde_json::from_slice(message).map_err(|_| "message is not valid JSON")?;
-        let Value::Object(fields) = &mut request else {
+        // Anything but an object is refused before any parsing.
+        if message.trim_ascii_start().first() != Some(&b'{') {
             return Err("message must be a JSON object");
-        };
-        match fields.get("action").and_then(Value::as_str) {
-            Some(action) if self.allowed.iter().any(|a| a == action) => {}
-            Some(_) => return Err("action not allowed"),
-            None => return Err("message has no action"),
         }
-        fields.insert("token".into(), self.token.clone());
-        Ok(serde_json::to_vec(&request).expect("a JSON value serialises"))
+        let Fields(fields) = serde_json::from_slice(message).map_err(|e| {
+            if e.is_data() {
+                "message has too many fields"
+            } else {
+                "message is not valid JSON"
+            }
+        })?;
+        let mut action = None;
+        for (i, (name, value)) in fields.iter().enumerate() {
+            if fields[..i].iter().any(|(earlier, _)| earlier == name) && name != "token" {
+                return Err("message repeats a field");
+            }
+            if name == "action" {
+                action = Some(*value);
+            }
+        }
+        let action = action.ok_or("message has no action")?;
+        match serde_json::from_str::<String>(action.get()) {
+            Ok(a) if self.allowed.contains(&a) => {}
+            Ok(_) => return Err("action not allowed"),
+            Err(_) => return Err("message has no action"),
+        }
+        Ok(self.reserialize(&fields, message.len()))
+    }
+}
+
+impl InjectToken {
+    /// The page's fields (but any `token`) copied verbatim, then guestgate's `token`.
+    fn reserialize(&self, fields: &[(String, &RawValue)], size_hint: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(size_hint + self.token_json.len() + 16);
+        out.push(b'{');
+        for (name, value) in fields.iter().filter(|(name, _)| name != "token") {
+            serde_json::to_writer(&mut out, name).expect("writing to a Vec cannot fail");
+            out.push(b':');
+            out.extend_from_slice(value.get().as_bytes());
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"token\":");
+        out.extend_from_slice(self.token_json.as_bytes());
+        out.push(b'}');
+        out
+    }
+}
+
+/// A request's top-level fields in order: names unescaped, values raw.
+struct Fields<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> de::Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+struct FieldsVisitor;
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Fields<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a JSON object with at most {MAX_FIELDS} fields")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Vec::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if fields.len() == MAX_FIELDS {
+                return Err(de::Error::custom("too many fields"));
+            }
+            let value: &'de RawValue = map.next_value()?;
+            fields.push((name, value));
+        }
+        Ok(Fields(fields))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::tests::config;
-    use super::*;
-
-    #[test]
-    fn token_is_injected_and_actions_are_limited() {
-        let mut t = config().transform("secret-session-token");
-        let out = t
-            .transform(
-                1,
-                br#"{"action":"onMessage","message":{"type":"Text","text":"hi"}}"#,
-            )
-            .unwrap();
-        let v: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["token"], "secret-session-token");
-        assert_eq!(v["message"]["text"], "hi");
-        // A page cannot choose its own token either: it is overwritten.
-        let out = t
-            .transform(1, br#"{"action":"echo","token":"page-chosen"}"#)
-            .unwrap();
-        assert!(
-            String::from_utf8(out)
-                .unwrap()
-                .contains("secret-session-token")
-        );
-        assert_eq!(
-            t.transform(1, br#"{"action":"getJwt"}"#),
-            Err("action not allowed")
-        );
-        assert_eq!(
-            t.transform(1, br#"{"action":"configureSession"}"#),
-            Err("action not allowed")
-        );
-        assert_eq!(
-            t.transform(2, b"{}"),
-            Err("only JSON text messages are allowed")
-        );
-        assert_eq!(t.transform(1, b"[1]"), Err("message must be a JSON object"));
-    }
-}
+#[path = "inject_tests.rs"]
+mod tests;

@@ -15,9 +15,13 @@ use url::Url;
 
 use crate::auth::hello::{Condition, HelloSpec};
 
+pub mod first_frame;
 mod inject;
+mod limits;
 mod session;
 
+pub use inject::MAX_FIELDS;
+pub use limits::BROWSER_MESSAGE_LIMIT;
 pub use session::GenesysPreset;
 
 /// The preset's name in logs and `guestgate check`.

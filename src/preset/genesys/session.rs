@@ -11,7 +11,8 @@ use tracing::debug;
 
 use super::GenesysConfig;
 use crate::auth::hello;
-use crate::auth::resume::{ResumeTicket, unix_now};
+use crate::auth::resume::{ResumeError, ResumeTicket, unix_now};
+use crate::config::RelaySettings;
 use crate::preset::{PresetContext, SetupContext};
 use crate::relay::RelayConfig;
 use crate::secret::Secret;
@@ -53,19 +54,23 @@ impl GenesysPreset {
         &self.target
     }
 
-    /// Upstream pings no rarer than Genesys's own SDK sends them.
-    pub fn tune_relay(&self, relay: &mut RelayConfig) {
+    /// Upstream pings no rarer than Genesys's own SDK sends them, and small browser limits
+    /// unless `written` (the route's `[routes.relay]` as written) sets them (see `limits`).
+    pub fn tune_relay(&self, relay: &mut RelayConfig, written: &RelaySettings) {
         relay.upstream_ping = relay.upstream_ping.map(|d| d.min(UPSTREAM_PING_AT_MOST));
+        super::limits::tune_browser_limits(&mut relay.browser_limits, written);
     }
 
     /// Connects, configures (or resumes) the guest session and prepares the greeting and the
     /// token-inserting rewrite of browser messages.
     pub async fn establish(&self, ctx: &SetupContext<'_>) -> Result<Established, SetupError> {
         let mut leg = setup::connect(&self.target, None, ctx.route, ctx.metrics).await?;
-        let resumed = resume_token(ctx);
-        let token = resumed
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let now = unix_now();
+        let resumed = resume_ticket(ctx, now);
+        let token = match &resumed {
+            Some(ticket) => ticket.session_token.expose().to_owned(),
+            None => uuid::Uuid::new_v4().to_string(),
+        };
         let hello_started = Instant::now();
         let spec = self.config.hello(&token);
         let (ready, rest) =
@@ -87,8 +92,11 @@ impl GenesysPreset {
         }
         let mut body = json!({ "newSession": new_session });
         if let Some((keys, cfg)) = ctx.resume {
-            let ticket =
-                ResumeTicket::new(ctx.route, Secret::new(token.clone()), unix_now(), cfg.ttl);
+            // A renewal keeps the conversation's first issue time, so renewing never extends
+            // it past `max_lifetime`.
+            let ticket = resumed.unwrap_or_else(|| {
+                ResumeTicket::new(ctx.route, Secret::new(token.clone()), now, cfg.ttl)
+            });
             body["resumeTicket"] = Value::String(keys.seal(&ticket));
         }
         let greeting = json!({ "type": "guestgate", "class": "SessionReady", "body": body });
@@ -124,16 +132,21 @@ impl GenesysPreset {
     }
 }
 
-/// The session token from the browser's resume ticket, if it presented a valid one. Any
-/// problem with the ticket starts a fresh session; it is never an error for the browser.
-fn resume_token(ctx: &SetupContext<'_>) -> Option<String> {
+/// The renewal of the browser's resume ticket, if it presented a valid one still within
+/// `max_lifetime` of its conversation's first ticket. Any problem with the ticket starts a
+/// fresh session; it is never an error for the browser.
+fn resume_ticket(ctx: &SetupContext<'_>, now: u64) -> Option<ResumeTicket> {
     let (keys, cfg) = ctx.resume?;
     let query = ctx.browser.query.as_deref()?;
     let ticket = url::form_urlencoded::parse(query.as_bytes())
         .find(|(name, _)| *name == cfg.param.as_str())
         .map(|(_, value)| value.into_owned())?;
-    match keys.open(&ticket, ctx.route, unix_now()) {
-        Ok(t) => Some(t.session_token.expose().to_owned()),
+    let renewed = keys.open(&ticket, ctx.route, now).and_then(|t| {
+        t.renewed(now, cfg.ttl, cfg.max_lifetime)
+            .ok_or(ResumeError::Expired)
+    });
+    match renewed {
+        Ok(t) => Some(t),
         Err(e) => {
             ctx.metrics.resume_attempt(e.outcome_label());
             debug!(route = %ctx.route, error = %e, "resume ticket not accepted; starting a fresh session");
