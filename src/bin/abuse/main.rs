@@ -106,6 +106,10 @@ pub struct Args {
     /// The flood route's `relay.write_stall_timeout`, in seconds.
     #[arg(long, default_value_t = 30.0)]
     pub write_stall_secs: f64,
+    /// The flood route's `relay.close_timeout`, in seconds: a stalled relay is gone within
+    /// `write_stall_timeout` plus this.
+    #[arg(long, default_value_t = 5.0)]
+    pub close_timeout_secs: f64,
     /// Upper bound on the scenario's run time, in seconds.
     #[arg(long, default_value_t = 60)]
     pub max_secs: u64,

@@ -76,7 +76,8 @@ pub async fn slow_readers(args: &Args, report: &mut Report) -> Result<(), Client
     }
     let started = Instant::now();
     // Hold without reading; watch the flood upstream's sockets go.
-    let within = Duration::from_secs_f64(args.write_stall_secs + 4.0);
+    let bound = args.write_stall_secs + args.close_timeout_secs;
+    let within = Duration::from_secs_f64(bound + 4.0);
     let mut ended_after = None;
     while started.elapsed() < within {
         tokio::time::sleep(Duration::from_millis(200)).await;
