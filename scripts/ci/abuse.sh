@@ -122,8 +122,6 @@ stats=$(json_get "$out/fake.json" stats)
 key="$out/resume.key"
 (umask 077 && head -c 32 /dev/urandom | base64 >"$key")
 
-gg_port=$(free_port)
-admin_port=$(free_port)
 write_config() { # write_config WITH_MAX_LIFETIME
   local lifetime=""
   [ "$1" = 1 ] && lifetime="max_lifetime = \"${TICKET_MAX_LIFETIME}s\""
@@ -175,14 +173,35 @@ write_stall_timeout = "${WRITE_STALL}s"
 close_timeout = "${CLOSE_TIMEOUT}s"
 EOF
 }
-write_config 1
-if ! "$bin/guestgate" check --config "$out/guestgate.toml" >"$out/effective.toml" 2>"$out/check.log"; then
-  # Until ticket max_lifetime is merged the key is unknown: run without it (tickets then fails
-  # as a known gap).
-  echo "abuse: guestgate does not know routes.resume.max_lifetime yet; running without it"
-  write_config 0
-  "$bin/guestgate" check --config "$out/guestgate.toml" >"$out/effective.toml"
-fi
+# Ports are picked free and bound a moment later: another process may take one in between,
+# so start-up is tried up to three times with fresh ports.
+start_guestgate() {
+  gg_port=$(free_port)
+  admin_port=$(free_port)
+  write_config 1
+  if ! "$bin/guestgate" check --config "$out/guestgate.toml" >"$out/effective.toml" 2>"$out/check.log"; then
+    # Until ticket max_lifetime is merged the key is unknown: run without it (tickets then
+    # fails as a known gap).
+    echo "abuse: guestgate does not know routes.resume.max_lifetime yet; running without it"
+    write_config 0
+    "$bin/guestgate" check --config "$out/guestgate.toml" >"$out/effective.toml"
+  fi
+  "$bin/guestgate" serve --config "$out/guestgate.toml" >"$out/guestgate.log" 2>&1 &
+  gg_pid=$!
+  pids+=("$gg_pid")
+  for _ in $(seq 1 100); do
+    kill -0 "$gg_pid" 2>/dev/null || return 1
+    "$python" -c "import socket; socket.create_connection(('127.0.0.1', $gg_port), 0.2)" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+started_ok=0
+for _ in 1 2 3; do
+  if start_guestgate; then started_ok=1; break; fi
+  kill "$gg_pid" 2>/dev/null || true
+done
+[ "$started_ok" = 1 ] || { echo "abuse: guestgate did not start" >&2; cat "$out/guestgate.log" >&2; exit 1; }
 # The Genesys route's effective message limit: the largest hostile message the route allows.
 read -r max_message buffer_bytes < <("$python" - "$out/effective.toml" <<'EOF'
 import sys, tomllib
@@ -197,15 +216,6 @@ echo "the /chat route allows messages of $max_message bytes; read buffers are $b
 huge_connections=$(( (256 << 20) / max_message ))
 [ "$huge_connections" -gt 8 ] && huge_connections=8
 [ "$huge_connections" -lt 1 ] && huge_connections=1
-
-"$bin/guestgate" serve --config "$out/guestgate.toml" >"$out/guestgate.log" 2>&1 &
-gg_pid=$!
-pids+=("$gg_pid")
-for _ in $(seq 1 100); do
-  kill -0 "$gg_pid" 2>/dev/null || { echo "abuse: guestgate exited" >&2; cat "$out/guestgate.log" >&2; exit 1; }
-  "$python" -c "import socket; socket.create_connection(('127.0.0.1', $gg_port), 0.2)" 2>/dev/null && break
-  sleep 0.1
-done
 
 fds() { find "/proc/$gg_pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 status_kib() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$gg_pid/status"; }
@@ -260,20 +270,26 @@ gaps_passed=()
 rows=()
 for sc in "${scenarios[@]}"; do
   conns=$(default_connections "$sc")
-  echo 5 >"/proc/$gg_pid/clear_refs" # resets VmHWM to the current RSS
+  if ! kill -0 "$gg_pid" 2>/dev/null; then
+    echo "abuse: guestgate is gone before $sc" >&2
+    failed=$((failed + 1))
+    continue
+  fi
+  echo 5 >"/proc/$gg_pid/clear_refs" || true # resets VmHWM to the current RSS
   rss_before=$(status_kib VmRSS)
   set +e
   timeout 120 "$bin/guestgate-abuse" "$sc" --target "127.0.0.1:$gg_port" --fake-stats "$stats" \
     --origin "$ORIGIN" --max-message "$max_message" --connections "$conns" \
     --fragment-bound-secs "$FRAGMENT_BOUND" --handshake-timeout-secs "$HANDSHAKE_TIMEOUT" \
-    --max-setups "$MAX_SETUPS" --write-stall-secs "$WRITE_STALL" --close-timeout-secs "$CLOSE_TIMEOUT" \
+    --max-setups "$MAX_SETUPS" --max-connections "$MAX_CONNECTIONS" --write-stall-secs "$WRITE_STALL" --close-timeout-secs "$CLOSE_TIMEOUT" \
     --ticket-ttl-secs "$TICKET_TTL" --ticket-max-lifetime-secs "$TICKET_MAX_LIFETIME" \
     >"$out/$sc.json" 2>"$out/$sc.log"
   rc=$?
   set -e
-  peak=$(status_kib VmHWM)
+  peak=$(status_kib VmHWM || echo 0)
   fds_after=$(settle_fds)
-  rss_after=$(status_kib VmRSS)
+  rss_after=$(status_kib VmRSS || echo 0)
+  peak=${peak:-0} rss_after=${rss_after:-0}
   problems=()
   if ! kill -0 "$gg_pid" 2>/dev/null; then
     problems+=("guestgate died")

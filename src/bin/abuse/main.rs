@@ -94,6 +94,9 @@ pub struct Args {
     /// Close codes that count as "the rate limit closed the browser" (comma separated).
     #[arg(long, value_delimiter = ',', default_value = "1008,1013,4429")]
     pub rate_limit_codes: Vec<u16>,
+    /// guestgate's `server.max_connections` (the idle flood fills them first).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
     /// The Genesys route's `edge.max_concurrent_setups` (the reset storm's bound).
     #[arg(long, default_value_t = 50)]
     pub max_setups: usize,

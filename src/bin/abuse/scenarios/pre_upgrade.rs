@@ -21,6 +21,8 @@ use crate::report::Report;
 const IDLE_SOURCE: [u8; 4] = [127, 0, 0, 2];
 /// The address slow-header sockets come from.
 const SLOW_SOURCE: [u8; 4] = [127, 0, 0, 3];
+/// Browsers that try to chat during the idle flood.
+const CHATS: usize = 3;
 /// How soon a normal browser must be chatting during the idle flood.
 const CHAT_WITHIN: Duration = Duration::from_secs(1);
 
@@ -102,32 +104,49 @@ pub async fn idle_flood(args: &Args, report: &mut Report) -> Result<(), ClientEr
             }
         }));
     }
-    // Let the flood fill guestgate's slots and accept queue (bounded wait).
+    // Let the flood fill guestgate's slots (`server.max_connections`) and some of its accept
+    // queue, at most 4 s; then chat at once, well before the handshake timeout frees the
+    // first wave.
+    let full = n.min(args.max_connections + 50);
     let filling = Instant::now();
-    while connected.load(Ordering::Relaxed) < n && filling.elapsed() < Duration::from_secs(3) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    while connected.load(Ordering::Relaxed) < full && filling.elapsed() < Duration::from_secs(4) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    report.set("fill_secs", filling.elapsed().as_secs_f64());
     report.set("idle_sockets", connected.load(Ordering::Relaxed));
-    let started = Instant::now();
-    let chat = async {
-        let (mut c, _) = open_genesys(args, "", Some(IpAddr::from([127, 0, 0, 1]))).await?;
-        c.send_json(&echo_request("still here")).await?;
-        c.wait_json(Duration::from_secs(10), |v| {
-            v["body"]["text"] == "still here"
-        })
-        .await
-    };
-    let chatted = timeout(Duration::from_secs(10), chat).await;
-    let secs = started.elapsed().as_secs_f64();
+    // Three browsers, 300 ms apart, so one lucky moment (a wave of idle sockets just timed
+    // out) does not hide the queue the others wait in; the slowest counts.
+    let mut slowest = 0.0f64;
+    let mut failure = None;
+    for i in 0..CHATS {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let started = Instant::now();
+        let chat = async {
+            let (mut c, _) = open_genesys(args, "", Some(IpAddr::from([127, 0, 0, 1]))).await?;
+            c.send_json(&echo_request("still here")).await?;
+            c.wait_json(Duration::from_secs(10), |v| {
+                v["body"]["text"] == "still here"
+            })
+            .await
+        };
+        match timeout(Duration::from_secs(10), chat).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => failure = Some(format!("the browser from 127.0.0.1 could not chat: {e}")),
+            Err(_) => failure = Some("the browser from 127.0.0.1 could not chat within 10s".into()),
+        }
+        slowest = slowest.max(started.elapsed().as_secs_f64());
+    }
     stop.cancel();
-    report.set("chat_secs", (secs * 1000.0).round() / 1000.0);
+    report.set("chats", CHATS);
+    report.set("slowest_chat_secs", (slowest * 1000.0).round() / 1000.0);
     report.set("idle_reopened", reopened.load(Ordering::Relaxed));
-    match chatted {
-        Ok(Ok(_)) => report.check(secs <= CHAT_WITHIN.as_secs_f64(), || {
-            format!("the browser from 127.0.0.1 needed {secs:.2}s to chat (bound 1s)")
+    match failure {
+        Some(f) => report.fail(f),
+        None => report.check(slowest <= CHAT_WITHIN.as_secs_f64(), || {
+            format!("a browser from 127.0.0.1 needed {slowest:.2}s to chat (bound 1s)")
         }),
-        Ok(Err(e)) => report.fail(format!("the browser from 127.0.0.1 could not chat: {e}")),
-        Err(_) => report.fail("the browser from 127.0.0.1 could not chat within 10s"),
     }
     let _ = timeout(Duration::from_secs(5), join_all(holders)).await;
     Ok(())
