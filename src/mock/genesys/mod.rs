@@ -120,6 +120,22 @@ impl FakeGenesysHandle {
         self.state.refused.load(Ordering::SeqCst)
     }
 
+    /// Sockets upgraded and not yet ended (abuse checks: no upstream socket outlives its
+    /// browser).
+    pub fn open_sockets(&self) -> usize {
+        self.state.drops.receiver_count()
+    }
+
+    /// Sessions ever created by a `configureSession` with a new token (resumes not counted).
+    pub fn sessions_created(&self) -> usize {
+        self.state.session_count()
+    }
+
+    /// How many request frames arrived, on any socket (cheaper than `requests().len()`).
+    pub fn request_count(&self) -> usize {
+        self.state.requests.len()
+    }
+
     /// Every upgrade request, accepted or refused, in arrival order.
     pub fn upgrade_requests(&self) -> Vec<UpgradeRequest> {
         self.state.upgrades.snapshot()

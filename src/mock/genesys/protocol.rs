@@ -184,6 +184,11 @@ impl State {
         }
     }
 
+    /// Sessions created so far (expired ones included).
+    pub(super) fn session_count(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+
     /// Answers one text frame from the guest.
     pub(super) fn handle(&self, conn: &mut Conn, text: &str) -> Outcome {
         let Ok(Value::Object(req)) = serde_json::from_str::<Value>(text) else {

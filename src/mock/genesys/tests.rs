@@ -310,3 +310,32 @@ async fn configure_delay_holds_back_the_session_response() {
     })
     .await
 }
+
+#[tokio::test]
+async fn counts_open_sockets_and_sessions_created() {
+    within(async {
+        let h = start(FakeGenesysConfig::default()).await;
+        assert_eq!((h.open_sockets(), h.sessions_created()), (0, 0));
+        let mut ws = connect(&h).await;
+        send(&mut ws, configure("count-token")).await;
+        recv(&mut ws).await;
+        let mut again = connect(&h).await;
+        send(&mut again, configure("count-token")).await; // a resume, not a new session
+        recv(&mut again).await;
+        assert_eq!(h.open_sockets(), 2);
+        assert_eq!(h.sessions_created(), 1);
+        assert_eq!(h.request_count(), 2);
+        drop(ws);
+        drop(again);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while h.open_sockets() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            h.open_sockets(),
+            0,
+            "sockets still counted open after the peer left"
+        );
+    })
+    .await;
+}
