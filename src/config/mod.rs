@@ -137,10 +137,11 @@ impl Config {
             .enumerate()
             .map(|(i, r)| r.into_route(&format!("routes[{i}]")))
             .collect::<Result<_, _>>()?;
-        let config = Config {
+        let mut config = Config {
             server: file.server,
             routes,
         };
+        config.fill_upstream_defaults();
         config.validate()?;
         Ok(config)
     }
@@ -169,6 +170,17 @@ impl Config {
                 upstream,
                 EdgeConfig::one_liner(Vec::new()),
             )],
+        }
+    }
+
+    /// Writes the default edge limits into every preset and flow route that left them out,
+    /// so the config (and `guestgate check`, which prints it) shows the values in force.
+    /// Preparing a route applies the same defaults, so calling this is optional.
+    pub fn fill_upstream_defaults(&mut self) {
+        for route in &mut self.routes {
+            if !matches!(route.upstream, UpstreamConfig::Relay { .. }) {
+                route.edge = route.edge.with_upstream_defaults();
+            }
         }
     }
 
@@ -221,3 +233,7 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[path = "limits_tests.rs"]
+mod limits_tests;

@@ -31,7 +31,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use http::HeaderMap;
 
 pub use client_ip::{Cidr, ClientIpResolver, ForwardedHeader};
-pub use config::{EdgeConfig, KeyProblem, RateConfig, TicketConfig};
+pub use config::{
+    DEFAULT_HANDSHAKE_RATE_PER_IP, DEFAULT_MAX_CONCURRENT_SETUPS, DEFAULT_MAX_CONNECTIONS_PER_IP,
+    EdgeConfig, KeyProblem, Limit, RateConfig, TicketConfig,
+};
 pub use limits::{ConnectionTracker, HandshakeLimiter, IpGuard, SetupGuard, SetupLimiter};
 pub use origin::{Origin, OriginPolicy, OriginProblem};
 pub use rejection::Rejection;
@@ -90,7 +93,8 @@ impl EdgePolicy {
     /// Compiles a validated [`EdgeConfig`] for the route named `route` (tickets may be bound
     /// to it). `ticket_key` is `config.ticket.key`, loaded; it is needed exactly when
     /// `config.ticket` is set. Errors name the key relative to the route's `edge` section
-    /// (e.g. `ticket.key`).
+    /// (e.g. `ticket.key`). A limit still [`Limit::Unset`] here is unlimited: apply
+    /// [`EdgeConfig::with_upstream_defaults`] first for routes that do upstream work.
     pub fn new(
         route: &str,
         config: &EdgeConfig,
@@ -135,11 +139,15 @@ impl EdgePolicy {
             origins,
             client_ip: ClientIpResolver::new(trusted, config.forwarded_header),
             ipv6_prefix_len: config.ipv6_prefix_len,
-            per_ip: config.max_connections_per_ip.map(ConnectionTracker::new),
+            per_ip: config
+                .max_connections_per_ip
+                .get()
+                .map(ConnectionTracker::new),
             rate: config
                 .handshake_rate_per_ip
+                .get()
                 .map(|r| HandshakeLimiter::new(r, config.max_tracked_ips)),
-            setups: config.max_concurrent_setups.map(SetupLimiter::new),
+            setups: config.max_concurrent_setups.get().map(SetupLimiter::new),
             ticket,
         })
     }
