@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::ServerConfig;
-use crate::edge::{Admission, Now, Rejection, SetupGuard};
+use crate::edge::{AcceptGate, Admission, Now, Rejection, SetupGuard};
 use crate::handshake;
 use crate::metrics::Metrics;
 use crate::relay::Leg;
@@ -64,6 +64,8 @@ pub struct Gateway {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Browser connections currently held (handshaking or relaying).
     pub open_connections: AtomicUsize,
+    /// The per-address cap checked as each connection is accepted.
+    pub accept_gate: AcceptGate,
     next_id: AtomicU64,
 }
 
@@ -76,7 +78,14 @@ impl Gateway {
         extras: Extras,
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> Arc<Self> {
+        // Any route's trusted proxy carries many clients: exempt it from the accept-time cap.
+        let proxies = routes
+            .iter()
+            .flat_map(|r| r.edge.trusted_proxies().iter().copied())
+            .collect();
+        let accept_gate = AcceptGate::new(settings.accept_cap_per_ip(), proxies);
         Arc::new(Self {
+            accept_gate,
             settings,
             routes,
             metrics,
@@ -137,6 +146,15 @@ pub async fn run(
                 }
             },
         };
+        // Counted from this moment, before a byte is read; the excess is closed unread.
+        let ip_slot = match gateway.accept_gate.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(rejection) => {
+                gateway.metrics.edge_rejected(rejection.reason_label());
+                drop((tcp, permit));
+                continue;
+            }
+        };
         let id = gateway.next_id.fetch_add(1, Ordering::Relaxed);
         let span = info_span!("conn", id);
         let (gateway, stop, hard_stop, aborted) = (
@@ -148,6 +166,7 @@ pub async fn run(
         tracker.spawn(
             async move {
                 let _permit = permit;
+                let _ip_slot = ip_slot;
                 gateway.open_connections.fetch_add(1, Ordering::Relaxed);
                 tokio::select! {
                     _ = serve_connection(tcp, peer, &gateway, &stop) => {}
@@ -232,7 +251,15 @@ where
     let (tx, rx) = oneshot::channel::<Upgrade>();
     let tx = std::sync::Mutex::new(Some(tx));
     let service = service_fn(|req: Request<Incoming>| {
-        let answer = handle(req, peer, gateway, &tx);
+        let mut answer = handle(req, peer, gateway, &tx);
+        // One plain request per connection: a refusal or a static file ends it, so a
+        // keep-alive loop of GETs cannot hold a connection (and its slot) indefinitely.
+        if answer.status() != StatusCode::SWITCHING_PROTOCOLS {
+            answer.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
         async move { Ok::<_, Infallible>(answer) }
     });
     // Boxed so the per-connection task does not keep room for hyper's state after the upgrade.

@@ -114,3 +114,59 @@ fn a_zero_limit_is_refused_and_points_at_off() {
     );
     assert!(err.contains("\"off\""), "{err}");
 }
+
+#[test]
+fn the_accept_time_cap_defaults_to_256_per_address_and_shows_in_the_effective_config() {
+    let c = Config::parse(RELAY).unwrap();
+    assert_eq!(c.server.accept_cap_per_ip(), Some(256));
+    let text = toml::to_string_pretty(&c).unwrap();
+    assert!(text.contains("max_connections_per_ip = 256"), "{text}");
+    assert!(c.warnings().is_empty(), "{:#?}", c.warnings());
+}
+
+#[test]
+fn the_accept_time_cap_can_be_set_or_switched_off_with_a_warning() {
+    let set = Config::parse(&format!("[server]\nmax_connections_per_ip = 40\n{RELAY}")).unwrap();
+    assert_eq!(set.server.accept_cap_per_ip(), Some(40));
+
+    let off = Config::parse(&format!(
+        "[server]\nmax_connections_per_ip = \"off\"\n{RELAY}"
+    ))
+    .unwrap();
+    assert_eq!(off.server.accept_cap_per_ip(), None);
+    let warnings = off.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(warnings[0].starts_with("server.max_connections_per_ip = \"off\""));
+
+    let zero = Config::parse(&format!("[server]\nmax_connections_per_ip = 0\n{RELAY}"))
+        .unwrap_err()
+        .to_string();
+    assert!(zero.contains("server.max_connections_per_ip"), "{zero}");
+}
+
+#[test]
+fn a_cap_not_below_the_global_one_is_warned_about() {
+    let text = format!("[server]\nmax_connections = 100\n{RELAY}");
+    let warnings = Config::parse(&text).unwrap().warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].contains("server.max_connections_per_ip (256)"),
+        "{warnings:#?}"
+    );
+}
+
+#[test]
+fn the_one_liner_has_no_accept_time_cap_and_says_so() {
+    let c = Config::one_liner(
+        "127.0.0.1:0".parse().unwrap(),
+        "ws://127.0.0.1:9/".parse().unwrap(),
+    );
+    assert_eq!(c.server.accept_cap_per_ip(), None);
+    assert!(
+        c.warnings()
+            .iter()
+            .any(|w| w.starts_with("server.max_connections_per_ip = \"off\"")),
+        "{:#?}",
+        c.warnings()
+    );
+}
