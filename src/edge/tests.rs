@@ -449,6 +449,13 @@ fn tickets_are_checked_before_any_allowance_is_used() {
         (
             Some(format!(
                 "ticket={}",
+                mint_ticket(&key, t.unix_secs + 30, None)
+            )),
+            TicketError::Unbound,
+        ),
+        (
+            Some(format!(
+                "ticket={}",
                 mint_ticket(&wrong_key, t.unix_secs + 30, None)
             )),
             TicketError::BadSignature,
