@@ -140,7 +140,14 @@ impl Route {
             ),
             None => None,
         };
-        let edge = EdgePolicy::new(&cfg.name, &cfg.edge, ticket_key)
+        // Routes that spend upstream work get default edge limits unless the config set them.
+        let edge = match cfg.upstream {
+            UpstreamConfig::Relay { .. } => cfg.edge.clone(),
+            UpstreamConfig::Flow { .. } | UpstreamConfig::Preset(_) => {
+                cfg.edge.with_upstream_defaults()
+            }
+        };
+        let edge = EdgePolicy::new(&cfg.name, &edge, ticket_key)
             .map_err(|(key, problem)| fail(format!("edge.{key}: {problem}")))?;
         let resume = match &cfg.resume {
             Some(r) => Some((

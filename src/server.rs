@@ -27,7 +27,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::close_code;
 use crate::config::ServerConfig;
-use crate::edge::{Admission, Now, Rejection, SetupGuard};
+use crate::edge::{AcceptGate, Admission, Now, Rejection, SetupGuard};
 use crate::handshake;
 use crate::metrics::Metrics;
 use crate::relay::Leg;
@@ -85,6 +85,8 @@ pub struct Gateway {
     /// there and check what the browser and the process see. Unset in production.
     #[doc(hidden)]
     pub panic_hook: std::sync::OnceLock<PanicHook>,
+    /// The per-address cap checked as each connection is accepted.
+    pub accept_gate: AcceptGate,
     next_id: AtomicU64,
 }
 
@@ -97,7 +99,14 @@ impl Gateway {
         extras: Extras,
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> Arc<Self> {
+        // Any route's trusted proxy carries many clients: exempt it from the accept-time cap.
+        let proxies = routes
+            .iter()
+            .flat_map(|r| r.edge.trusted_proxies().iter().copied())
+            .collect();
+        let accept_gate = AcceptGate::new(settings.accept_cap_per_ip(), proxies);
         Arc::new(Self {
+            accept_gate,
             settings,
             routes,
             metrics,
@@ -172,6 +181,15 @@ pub async fn run(
             },
         };
         gateway.hook(PanicPoint::AcceptLoop);
+        // Counted from this moment, before a byte is read; the excess is closed unread.
+        let ip_slot = match gateway.accept_gate.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(rejection) => {
+                gateway.metrics.edge_rejected(rejection.reason_label());
+                drop((tcp, permit));
+                continue;
+            }
+        };
         let id = gateway.next_id.fetch_add(1, Ordering::Relaxed);
         let span = info_span!("conn", id);
         let (gateway, stop, hard_stop, aborted) = (
@@ -183,6 +201,7 @@ pub async fn run(
         tracker.spawn(
             async move {
                 let _permit = permit;
+                let _ip_slot = ip_slot;
                 gateway.open_connections.fetch_add(1, Ordering::Relaxed);
                 // A bug in one connection must not leak its slot or vanish unlogged; the
                 // session's own panics are caught closer in (to send 1011), this is the rest.
@@ -286,7 +305,15 @@ where
     let (tx, rx) = oneshot::channel::<Upgrade>();
     let tx = std::sync::Mutex::new(Some(tx));
     let service = service_fn(|req: Request<Incoming>| {
-        let answer = handle(req, peer, gateway, &tx);
+        let mut answer = handle(req, peer, gateway, &tx);
+        // One plain request per connection: a refusal or a static file ends it, so a
+        // keep-alive loop of GETs cannot hold a connection (and its slot) indefinitely.
+        if answer.status() != StatusCode::SWITCHING_PROTOCOLS {
+            answer.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
         async move { Ok::<_, Infallible>(answer) }
     });
     // Boxed so the per-connection task does not keep room for hyper's state after the upgrade.

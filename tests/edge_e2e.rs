@@ -54,10 +54,11 @@ async fn origin_outside_the_allowlist_is_refused_before_any_upstream_work() {
 async fn handshake_rate_per_ip_answers_429_with_retry_after() {
     let up = fake(FakeBehavior::Echo).await;
     let mut config = config_for(&up.url());
-    config.routes[0].edge.handshake_rate_per_ip = Some(guestgate::edge::RateConfig {
-        per_second: 0.5,
-        burst: 2,
-    });
+    config.routes[0].edge.handshake_rate_per_ip =
+        guestgate::edge::Limit::Max(guestgate::edge::RateConfig {
+            per_second: 0.5,
+            burst: 2,
+        });
     let gg = gateway(&config).await;
     for _ in 0..2 {
         assert!(upgrade_head(gg.addr, "").await.starts_with("HTTP/1.1 101"));
@@ -74,7 +75,7 @@ async fn handshake_rate_per_ip_answers_429_with_retry_after() {
 async fn per_ip_connection_cap_is_released_when_a_connection_ends() {
     let up = fake(FakeBehavior::Echo).await;
     let mut config = config_for(&up.url());
-    config.routes[0].edge.max_connections_per_ip = Some(1);
+    config.routes[0].edge.max_connections_per_ip = guestgate::edge::Limit::Max(1);
     let gg = gateway(&config).await;
     let mut first = RawClient::connect(gg.addr, "").await;
     let second = upgrade_head(gg.addr, "").await;

@@ -838,6 +838,9 @@ shutdown_grace = "3s"
 name = "vendor"
 path = "/ws"
 edge.allow_any_origin = true
+# Bursts of connections from one address: the per-IP defaults would refuse them.
+edge.max_connections_per_ip = "off"
+edge.handshake_rate_per_ip = "off"
 
 [routes.relay]
 close_timeout = "300ms"

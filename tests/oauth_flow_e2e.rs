@@ -45,6 +45,9 @@ shutdown_grace = "3s"
 name = "vendor"
 path = "/ws"
 edge.allow_any_origin = true
+# 200 connections from one address at once: the per-IP defaults would refuse most of them.
+edge.max_connections_per_ip = "off"
+edge.handshake_rate_per_ip = "off"
 
 [routes.flow]
 upstream = "{ws}?guest={{{{steps.guest.token}}}}"

@@ -32,7 +32,9 @@ use super::template::{
     Known, QueryError, QueryParam, RenderError, Template, Values, extract_query,
     validate_query_params,
 };
-use super::token::{OAuthConfig, OutcomeHook, TokenError, TokenFetchOutcome, TokenSource};
+use super::token::{
+    OAuthConfig, OutcomeHook, TokenError, TokenFetchOutcome, TokenSource, is_insecure_http,
+};
 use crate::close_code::{self, CloseCode};
 
 /// Headers the flow may not set on the upstream request: the upgrade itself owns them.
@@ -68,6 +70,10 @@ pub struct FlowConfig {
     /// Timeout for the OAuth and step HTTP client's connects.
     #[serde(default = "default_http_timeout", with = "humantime_serde")]
     pub http_timeout: Duration,
+    /// Allow plain `http://` for the token URL and step URLs (they carry the client secret
+    /// and tokens). Off by default; literal loopback addresses need no opt-in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_insecure_http: bool,
 }
 
 fn default_http_timeout() -> Duration {
@@ -193,6 +199,9 @@ impl FlowConfig {
             None => None,
         };
         let steps = steps::prepare_steps(&self.steps, &format!("{prefix}.steps"), &mut known)?;
+        if !self.allow_insecure_http {
+            self.refuse_insecure_http(prefix, &steps)?;
+        }
         let upstream = Template::parse_checked(&self.upstream, &known)
             .map_err(|e| format!("{prefix}.upstream: {e}"))?;
         let upstream_origin = upstream
@@ -219,6 +228,30 @@ impl FlowConfig {
             headers,
             query: self.query.clone(),
         })
+    }
+}
+
+impl FlowConfig {
+    /// Refuses a plain `http://` token or step URL (off loopback), naming the first one.
+    fn refuse_insecure_http(&self, prefix: &str, steps: &[PreparedStep]) -> Result<(), String> {
+        let token_url = self
+            .oauth
+            .as_ref()
+            .filter(|o| is_insecure_http(&o.token_url))
+            .map(|_| format!("{prefix}.oauth.token_url"));
+        let step_url = steps.iter().enumerate().find_map(|(i, step)| {
+            step.origin()
+                .filter(is_insecure_http)
+                .map(|_| format!("{prefix}.steps[{i}].url"))
+        });
+        match token_url.or(step_url) {
+            None => Ok(()),
+            Some(key) => Err(format!(
+                "{key}: plain http:// would send credentials and tokens unencrypted; use \
+                 https://, or set {prefix}.allow_insecure_http = true (literal loopback \
+                 addresses such as 127.0.0.1 need no opt-in)"
+            )),
+        }
     }
 }
 
@@ -257,3 +290,7 @@ impl PreparedFlow {
 pub fn metrics_hook(metrics: Arc<crate::metrics::Metrics>, route: String) -> OutcomeHook {
     Arc::new(move |outcome: TokenFetchOutcome| metrics.token_fetch(&route, outcome.as_label()))
 }
+
+#[cfg(test)]
+#[path = "flow_tests.rs"]
+mod tests;

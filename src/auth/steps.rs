@@ -283,6 +283,11 @@ impl PreparedStep {
         &self.name
     }
 
+    /// The literal `scheme://host[:port]/` the step's requests go to.
+    pub fn origin(&self) -> Option<url::Url> {
+        self.url.fixed_origin(&["http", "https"]).ok()
+    }
+
     /// `METHOD host[:port]/path` as written in the config, safe to log.
     pub fn target(&self) -> &str {
         &self.target

@@ -85,6 +85,21 @@ pub struct OAuthConfig {
     pub breaker_cooldown: Duration,
 }
 
+/// Whether `url` is plain `http://` to somewhere other than a literal loopback address
+/// (`127.0.0.0/8`, `[::1]`). Such a request carries client secrets, access tokens or guest
+/// tokens across the network unencrypted, so flows must opt in to it
+/// (`allow_insecure_http`). Loopback stays exempt: the bytes never leave the host (a local
+/// TLS-terminating sidecar, the tests' fakes, the demo). `localhost` is not exempt, since
+/// it is resolved by name.
+pub fn is_insecure_http(url: &url::Url) -> bool {
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        _ => false,
+    };
+    url.scheme().eq_ignore_ascii_case("http") && !loopback
+}
+
 mod defaults {
     use std::time::Duration;
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::edge::EdgeConfig;
+use crate::edge::{EdgeConfig, Limit};
 use crate::tls_server::TlsServerConfig;
 pub use relay::RelaySettings;
 pub use route::{RouteConfig, RouteFile, UpstreamConfig};
@@ -40,6 +40,11 @@ struct ConfigFile {
     routes: Vec<RouteFile>,
 }
 
+/// Default `server.max_connections_per_ip`: far above what the browsers behind one NAT
+/// address hold (each route's own per-IP cap is lower still), far below `max_connections`,
+/// so at least 40 addresses are needed to fill the default 10,000 slots.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 256;
+
 /// Listeners and process-wide limits.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -50,6 +55,13 @@ pub struct ServerConfig {
     pub admin_listen: SocketAddr,
     /// Most browser connections held at once; further ones wait in the accept queue.
     pub max_connections: usize,
+    /// Most connections one client address may hold from the moment they are accepted,
+    /// before any request is read (idle TCP, slow headers, plain GETs). The excess is closed
+    /// at once, so one address cannot use up `max_connections`. Peers listed in any route's
+    /// `trusted_proxies` are exempt (their connections carry many clients); the per-route
+    /// limits then apply to the forwarded address. `"off"` switches it off (warned about).
+    #[serde(skip_serializing_if = "Limit::is_unset")]
+    pub max_connections_per_ip: Limit<u32>,
     /// How long a browser may take to send its upgrade request.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
@@ -60,12 +72,39 @@ pub struct ServerConfig {
     pub tls: Option<TlsServerConfig>,
 }
 
+impl ServerConfig {
+    /// The accept-time per-address cap in force, `None` when switched off.
+    pub fn accept_cap_per_ip(&self) -> Option<u32> {
+        match self.max_connections_per_ip {
+            Limit::Unset => Some(DEFAULT_MAX_CONNECTIONS_PER_IP),
+            limit => limit.get(),
+        }
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        match self.accept_cap_per_ip() {
+            None => vec![
+                "server.max_connections_per_ip = \"off\": one address can hold every one of \
+                 server.max_connections with idle or slow connections; set a value instead"
+                    .to_owned(),
+            ],
+            Some(cap) if cap as usize >= self.max_connections => vec![format!(
+                "server.max_connections_per_ip ({cap}) is not below server.max_connections \
+                 ({}): one address can hold every connection slot",
+                self.max_connections
+            )],
+            Some(_) => Vec::new(),
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: ([127, 0, 0, 1], 8080).into(),
             admin_listen: ([127, 0, 0, 1], 9090).into(),
             max_connections: 10_000,
+            max_connections_per_ip: Limit::Max(DEFAULT_MAX_CONNECTIONS_PER_IP),
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             tls: None,
@@ -137,10 +176,11 @@ impl Config {
             .enumerate()
             .map(|(i, r)| r.into_route(&format!("routes[{i}]")))
             .collect::<Result<_, _>>()?;
-        let config = Config {
+        let mut config = Config {
             server: file.server,
             routes,
         };
+        config.fill_upstream_defaults();
         config.validate()?;
         Ok(config)
     }
@@ -157,11 +197,15 @@ impl Config {
         config
     }
 
-    /// A one-route config relaying every path to `upstream` from any origin.
+    /// A one-route config relaying every path to `upstream` from any origin. Like the
+    /// origin check, the accept-time per-address cap is off (with a start-up warning): the
+    /// one-liner is for trials and benchmarks, which open thousands of connections from one
+    /// address; a public listener should use a config file.
     pub fn one_liner(listen: SocketAddr, upstream: Url) -> Self {
         Self {
             server: ServerConfig {
                 listen,
+                max_connections_per_ip: Limit::Off,
                 ..ServerConfig::default()
             },
             routes: vec![RouteConfig::relay(
@@ -172,10 +216,27 @@ impl Config {
         }
     }
 
+    /// Writes the default edge limits into every preset and flow route that left them out,
+    /// so the config (and `guestgate check`, which prints it) shows the values in force.
+    /// Preparing a route applies the same defaults, so calling this is optional.
+    pub fn fill_upstream_defaults(&mut self) {
+        for route in &mut self.routes {
+            if !matches!(route.upstream, UpstreamConfig::Relay { .. }) {
+                route.edge = route.edge.with_upstream_defaults();
+            }
+        }
+    }
+
     /// Checks everything serde cannot: ranges, schemes, duplicates.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.server.max_connections == 0 {
             return Err(invalid("server.max_connections", "must be at least 1"));
+        }
+        if self.server.max_connections_per_ip == Limit::Max(0) {
+            return Err(invalid(
+                "server.max_connections_per_ip",
+                "must be at least 1 (write \"off\" to switch the limit off)",
+            ));
         }
         if self.server.listen == self.server.admin_listen && self.server.listen.port() != 0 {
             return Err(invalid(
@@ -209,15 +270,21 @@ impl Config {
         Ok(())
     }
 
-    /// Start-up warnings (e.g. a route accepting any Origin), with their keys.
+    /// Start-up warnings (e.g. a route accepting any Origin, a limit switched off), with
+    /// their keys.
     pub fn warnings(&self) -> Vec<String> {
-        self.routes
+        let routes = self
+            .routes
             .iter()
             .enumerate()
-            .flat_map(|(i, r)| r.edge.warnings(&format!("routes[{i}].edge")))
-            .collect()
+            .flat_map(|(i, r)| r.edge.warnings(&format!("routes[{i}].edge")));
+        self.server.warnings().into_iter().chain(routes).collect()
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[path = "limits_tests.rs"]
+mod limits_tests;

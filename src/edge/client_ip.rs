@@ -130,6 +130,11 @@ impl ClientIpResolver {
         Self { trusted, header }
     }
 
+    /// The trusted proxy networks.
+    pub fn trusted(&self) -> &[Cidr] {
+        &self.trusted
+    }
+
     fn is_trusted(&self, ip: IpAddr) -> bool {
         self.trusted.iter().any(|net| net.contains(ip))
     }

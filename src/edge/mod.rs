@@ -11,12 +11,16 @@
 //! 3. site ticket, if configured ([`ticket`]);
 //! 4. per-IP open-connection cap, then per-IP handshake rate ([`limits`]).
 //!
+//! Before all of this, at accept time, [`AcceptGate`] caps the connections one address may
+//! hold process-wide (the route is not known until the request is read).
+//!
 //! The cap on concurrent upstream auth flows is taken separately with
 //! [`EdgePolicy::try_begin_setup`], because its guard lives for the auth flow only, while the
 //! per-IP guard in [`Admission`] lives as long as the connection. The process-wide connection
 //! cap and draining belong to the server; [`Rejection`] has variants for them so every edge
 //! refusal is answered and counted the same way.
 
+pub mod accept;
 pub mod client_ip;
 pub mod config;
 pub mod limits;
@@ -30,8 +34,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
 
+pub use accept::{AcceptGate, AcceptSlot};
 pub use client_ip::{Cidr, ClientIpResolver, ForwardedHeader};
-pub use config::{EdgeConfig, KeyProblem, RateConfig, TicketConfig};
+pub use config::{
+    DEFAULT_HANDSHAKE_RATE_PER_IP, DEFAULT_MAX_CONCURRENT_SETUPS, DEFAULT_MAX_CONNECTIONS_PER_IP,
+    EdgeConfig, KeyProblem, Limit, RateConfig, TicketConfig,
+};
 pub use limits::{ConnectionTracker, HandshakeLimiter, IpGuard, SetupGuard, SetupLimiter};
 pub use origin::{Origin, OriginPolicy, OriginProblem};
 pub use rejection::Rejection;
@@ -90,7 +98,8 @@ impl EdgePolicy {
     /// Compiles a validated [`EdgeConfig`] for the route named `route` (tickets may be bound
     /// to it). `ticket_key` is `config.ticket.key`, loaded; it is needed exactly when
     /// `config.ticket` is set. Errors name the key relative to the route's `edge` section
-    /// (e.g. `ticket.key`).
+    /// (e.g. `ticket.key`). A limit still [`Limit::Unset`] here is unlimited: apply
+    /// [`EdgeConfig::with_upstream_defaults`] first for routes that do upstream work.
     pub fn new(
         route: &str,
         config: &EdgeConfig,
@@ -135,11 +144,15 @@ impl EdgePolicy {
             origins,
             client_ip: ClientIpResolver::new(trusted, config.forwarded_header),
             ipv6_prefix_len: config.ipv6_prefix_len,
-            per_ip: config.max_connections_per_ip.map(ConnectionTracker::new),
+            per_ip: config
+                .max_connections_per_ip
+                .get()
+                .map(ConnectionTracker::new),
             rate: config
                 .handshake_rate_per_ip
+                .get()
                 .map(|r| HandshakeLimiter::new(r, config.max_tracked_ips)),
-            setups: config.max_concurrent_setups.map(SetupLimiter::new),
+            setups: config.max_concurrent_setups.get().map(SetupLimiter::new),
             ticket,
         })
     }
@@ -198,6 +211,11 @@ impl EdgePolicy {
             v4 @ IpAddr::V4(_) => v4,
             v6 => client_ip::mask(v6, self.ipv6_prefix_len).unwrap_or(v6),
         }
+    }
+
+    /// The proxies this route believes (exempt from the accept-time per-address cap).
+    pub fn trusted_proxies(&self) -> &[Cidr] {
+        self.client_ip.trusted()
     }
 
     /// The query parameter carrying the site ticket, if tickets are on (to keep it out of logs).

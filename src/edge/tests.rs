@@ -139,21 +139,21 @@ fn validation_names_the_exact_key() {
         ),
         (
             EdgeConfig {
-                max_connections_per_ip: Some(0),
+                max_connections_per_ip: Limit::Max(0),
                 ..base()
             },
             "max_connections_per_ip",
         ),
         (
             EdgeConfig {
-                max_concurrent_setups: Some(0),
+                max_concurrent_setups: Limit::Max(0),
                 ..base()
             },
             "max_concurrent_setups",
         ),
         (
             EdgeConfig {
-                handshake_rate_per_ip: Some(RateConfig {
+                handshake_rate_per_ip: Limit::Max(RateConfig {
                     per_second: f64::NAN,
                     burst: 1,
                 }),
@@ -163,7 +163,7 @@ fn validation_names_the_exact_key() {
         ),
         (
             EdgeConfig {
-                handshake_rate_per_ip: Some(RateConfig {
+                handshake_rate_per_ip: Limit::Max(RateConfig {
                     per_second: 1.0,
                     burst: 0,
                 }),
@@ -272,8 +272,8 @@ fn new_checks_the_ticket_key() {
 #[test]
 fn origin_rejection_is_403_and_costs_no_allowance() {
     let cfg = EdgeConfig {
-        max_connections_per_ip: Some(1),
-        handshake_rate_per_ip: Some(RateConfig {
+        max_connections_per_ip: Limit::Max(1),
+        handshake_rate_per_ip: Limit::Max(RateConfig {
             per_second: 1.0,
             burst: 1,
         }),
@@ -309,7 +309,7 @@ fn origin_rejection_is_403_and_costs_no_allowance() {
 #[test]
 fn per_ip_slot_is_held_by_the_admission() {
     let cfg = EdgeConfig {
-        max_connections_per_ip: Some(2),
+        max_connections_per_ip: Limit::Max(2),
         ..base()
     };
     let policy = EdgePolicy::new("chat", &cfg, None).unwrap();
@@ -329,8 +329,8 @@ fn per_ip_slot_is_held_by_the_admission() {
 #[test]
 fn rate_refusal_releases_the_per_ip_slot() {
     let cfg = EdgeConfig {
-        max_connections_per_ip: Some(5),
-        handshake_rate_per_ip: Some(RateConfig {
+        max_connections_per_ip: Limit::Max(5),
+        handshake_rate_per_ip: Limit::Max(RateConfig {
             per_second: 1.0,
             burst: 1,
         }),
@@ -352,7 +352,7 @@ fn rate_refusal_releases_the_per_ip_slot() {
 #[test]
 fn ipv6_clients_share_limits_per_prefix_but_keep_their_address() {
     let cfg = EdgeConfig {
-        max_connections_per_ip: Some(1),
+        max_connections_per_ip: Limit::Max(1),
         ..base()
     };
     let policy = EdgePolicy::new("chat", &cfg, None).unwrap();
@@ -379,7 +379,7 @@ fn ipv6_clients_share_limits_per_prefix_but_keep_their_address() {
 #[test]
 fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
     let cfg = EdgeConfig {
-        max_connections_per_ip: Some(1),
+        max_connections_per_ip: Limit::Max(1),
         trusted_proxies: vec!["10.0.0.0/8".into()],
         ..base()
     };
@@ -412,7 +412,7 @@ fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
 fn tickets_are_checked_before_any_allowance_is_used() {
     let cfg = EdgeConfig {
         ticket: Some(ticket_config()),
-        handshake_rate_per_ip: Some(RateConfig {
+        handshake_rate_per_ip: Limit::Max(RateConfig {
             per_second: 1.0,
             burst: 1,
         }),
@@ -449,6 +449,13 @@ fn tickets_are_checked_before_any_allowance_is_used() {
         (
             Some(format!(
                 "ticket={}",
+                mint_ticket(&key, t.unix_secs + 30, None)
+            )),
+            TicketError::Unbound,
+        ),
+        (
+            Some(format!(
+                "ticket={}",
                 mint_ticket(&wrong_key, t.unix_secs + 30, None)
             )),
             TicketError::BadSignature,
@@ -478,7 +485,7 @@ fn tickets_are_checked_before_any_allowance_is_used() {
 #[test]
 fn setup_cap_is_separate_from_admission() {
     let cfg = EdgeConfig {
-        max_concurrent_setups: Some(1),
+        max_concurrent_setups: Limit::Max(1),
         ..base()
     };
     let policy = EdgePolicy::new("chat", &cfg, None).unwrap();
@@ -548,7 +555,7 @@ fn guards_and_policy_can_cross_tasks() {
 #[test]
 fn refused_per_ip_attempts_leave_no_entries() {
     let cfg = EdgeConfig {
-        max_connections_per_ip: Some(1),
+        max_connections_per_ip: Limit::Max(1),
         ..base()
     };
     let policy = EdgePolicy::new("chat", &cfg, None).unwrap();

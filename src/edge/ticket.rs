@@ -17,8 +17,12 @@
 //!   be no further ahead than the route's `ticket.max_age` (default 60s), so a leaked key
 //!   cannot mint long-lived tickets unnoticed and a leaked ticket dies quickly. Both checks
 //!   allow `ticket.clock_leeway` (default 5s) of clock difference.
-//! - `route` (optional): the route name; a ticket naming another route is refused. Without
-//!   it the ticket is good for every route sharing the key.
+//! - `route` (required): the route name; a ticket naming another route, or none, is refused.
+//!   Why required: a ticket without it would be good on every route that shares the key, and
+//!   the key is easily shared by accident (one secret mounted for several routes, or a route
+//!   added later with the same key), which silently widens every ticket the site is already
+//!   minting. Checking "is this key shared?" would catch one config but not the next edit;
+//!   naming the route costs the site one field and makes each ticket's reach explicit.
 //! - `sub` (optional): an opaque string of the site's choosing (a visitor id, say), handed to
 //!   the accept path for logs. Other fields are ignored.
 //!
@@ -36,9 +40,8 @@
 //! def b64url(data: bytes) -> str:
 //!     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 //!
-//! def mint_ticket(key: bytes, route=None, sub=None, ttl=60) -> str:
-//!     claims = {"exp": int(time.time()) + ttl}
-//!     if route: claims["route"] = route
+//! def mint_ticket(key: bytes, route: str, sub=None, ttl=60) -> str:
+//!     claims = {"exp": int(time.time()) + ttl, "route": route}
 //!     if sub: claims["sub"] = sub
 //!     payload = json.dumps(claims, separators=(",", ":")).encode()
 //!     sig = hmac.new(key, payload, hashlib.sha256).digest()
@@ -50,7 +53,7 @@
 //! ```js
 //! const crypto = require("node:crypto");
 //!
-//! function mintTicket(key, { route, sub, ttl = 60 } = {}) {
+//! function mintTicket(key, route, { sub, ttl = 60 } = {}) {
 //!   // JSON.stringify leaves out undefined fields.
 //!   const claims = { exp: Math.floor(Date.now() / 1000) + ttl, route, sub };
 //!   const payload = Buffer.from(JSON.stringify(claims));
@@ -90,7 +93,7 @@ const B64: GeneralPurpose = GeneralPurpose::new(
 pub struct TicketClaims {
     /// Expiry, Unix seconds.
     pub exp: u64,
-    /// The route the ticket is for; `None` for any.
+    /// The route the ticket is for; required (a ticket without it is refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
     /// An opaque subject chosen by the site.
@@ -109,7 +112,8 @@ impl TicketClaims {
     }
 }
 
-/// A ticket expiring at `exp` (Unix seconds), optionally bound to `route`.
+/// A ticket expiring at `exp` (Unix seconds), bound to `route`. `None` mints an unbound
+/// ticket, which every verifier refuses (for tests of exactly that).
 pub fn mint_ticket(key: &Secret, exp: u64, route: Option<&str>) -> String {
     TicketClaims {
         exp,
@@ -147,6 +151,9 @@ pub enum TicketError {
     /// The ticket names another route.
     #[error("ticket is for another route")]
     WrongRoute,
+    /// The ticket names no route (the `route` claim is required).
+    #[error("ticket names no route")]
+    Unbound,
 }
 
 /// A ticket that verified.
@@ -246,8 +253,10 @@ impl TicketVerifier {
         if claims.exp > latest {
             return Err(TicketError::TooFarInFuture);
         }
-        if claims.route.as_ref().is_some_and(|r| *r != self.route) {
-            return Err(TicketError::WrongRoute);
+        match claims.route {
+            None => return Err(TicketError::Unbound),
+            Some(route) if route != self.route => return Err(TicketError::WrongRoute),
+            Some(_) => {}
         }
         Ok(VerifiedTicket {
             exp: claims.exp,

@@ -60,13 +60,17 @@ fn python_and_node_examples_produce_tickets_that_verify() {
     );
     let unbound = "eyJleHAiOjE3NjcyMjU2NjB9.XMY3AWfBoKZ5QiNL-J66RO3-mb2pkI6pmj71jCWklp4";
     assert_eq!(mint_ticket(&key(), NOW + 60, None), unbound);
-    assert!(verifier("any-route").verify(unbound, NOW).is_ok());
+    // Validly signed and unexpired, but bound to no route: refused on every route.
+    assert_eq!(
+        verifier("any-route").verify(unbound, NOW),
+        Err(TicketError::Unbound)
+    );
 }
 
 #[test]
 fn expiry_and_max_age_with_leeway() {
     let v = verifier("chat");
-    let t = |exp| mint_ticket(&key(), exp, None);
+    let t = |exp| mint_ticket(&key(), exp, Some("chat"));
     assert!(v.verify(&t(NOW + 1), NOW).is_ok());
     // Expired from exp on, after the 5s leeway.
     assert!(v.verify(&t(NOW - 4), NOW).is_ok());
@@ -175,7 +179,7 @@ fn malformed_tickets() {
     // Unknown fields are ignored.
     assert!(
         v.verify(
-            &sign(format!(r#"{{"exp":{},"iat":1}}"#, NOW + 1).as_bytes()),
+            &sign(format!(r#"{{"exp":{},"route":"chat","iat":1}}"#, NOW + 1).as_bytes()),
             NOW
         )
         .is_ok()
@@ -187,7 +191,7 @@ fn malformed_tickets() {
 #[test]
 fn query_parameter_lookup() {
     let v = verifier("chat");
-    let t = mint_ticket(&key(), NOW + 30, None);
+    let t = mint_ticket(&key(), NOW + 30, Some("chat"));
     assert!(v.verify_query(Some(&format!("ticket={t}")), NOW).is_ok());
     assert!(
         v.verify_query(Some(&format!("a=1&ticket={t}&b=2")), NOW)
@@ -255,7 +259,11 @@ proptest! {
         let c = TicketClaims { exp: NOW + ttl, route: route.clone(), sub: sub.clone() };
         let t = c.mint(&key());
         let got = verifier(route.as_deref().unwrap_or("r")).verify(&t, NOW);
-        prop_assert_eq!(got, Ok(VerifiedTicket { exp: NOW + ttl, sub }));
+        let expected = match route {
+            Some(_) => Ok(VerifiedTicket { exp: NOW + ttl, sub }),
+            None => Err(TicketError::Unbound),
+        };
+        prop_assert_eq!(got, expected);
     }
 
     #[test]
