@@ -217,16 +217,6 @@ impl EdgePolicy {
     pub fn trusted_proxies(&self) -> &[Cidr] {
         self.client_ip.trusted()
     }
-
-    /// The query parameter carrying the site ticket, if tickets are on (to keep it out of logs).
-    pub fn ticket_param(&self) -> Option<&str> {
-        self.ticket.as_ref().map(TicketVerifier::param)
-    }
-
-    /// Auth flows running now, for a gauge (`None` without a setup cap).
-    pub fn setups_in_flight(&self) -> Option<u32> {
-        self.setups.as_ref().map(|s| s.in_flight())
-    }
 }
 
 #[cfg(test)]

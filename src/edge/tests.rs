@@ -265,7 +265,6 @@ fn new_checks_the_ticket_key() {
         "allowed_origins"
     );
     let policy = EdgePolicy::new("chat", &with_ticket, Some(Secret::new(KEY))).unwrap();
-    assert_eq!(policy.ticket_param(), Some("ticket"));
     assert!(!format!("{policy:?}").contains(KEY));
 }
 
@@ -490,7 +489,6 @@ fn setup_cap_is_separate_from_admission() {
     };
     let policy = EdgePolicy::new("chat", &cfg, None).unwrap();
     let s = policy.try_begin_setup().unwrap();
-    assert_eq!(policy.setups_in_flight(), Some(1));
     let r = policy.try_begin_setup().unwrap_err();
     assert_eq!(
         (r.status(), r.reason_label(), r.retry_after_secs()),
@@ -503,7 +501,7 @@ fn setup_cap_is_separate_from_admission() {
     let guards: Vec<_> = (0..100)
         .map(|_| unlimited.try_begin_setup().unwrap())
         .collect();
-    assert_eq!(unlimited.setups_in_flight(), None);
+    assert_eq!(guards.len(), 100, "no cap: every set-up begins");
     drop(guards);
 }
 
