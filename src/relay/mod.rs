@@ -2,7 +2,7 @@
 //! upstream; `close` decides what each leg is told when the relay ends.
 //!
 //! Data path: `browser socket → Pump(browser→upstream) → upstream socket` and the mirror
-//! image. Neither pump unmasks, re-masks or copies payloads; see `ARCHITECTURE.md` for why the
+//! image. Neither pump unmasks, re-masks or copies payloads; see `docs/architecture.md` for why the
 //! browser's masking key can stay on the upstream leg. On two plain TCP legs the unread part
 //! of a large payload does not even pass through the pump's buffer (`splice`).
 //!
