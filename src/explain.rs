@@ -30,6 +30,18 @@ pub fn route(route: &Route) -> String {
             );
         }
     }
+    // The limits in force, after any preset default (the config above shows only what the
+    // file set).
+    let relay = &route.relay;
+    let _ = writeln!(
+        out,
+        "#   relay limits: browser frame {} B, browser message {} B, upstream frame {} B, upstream message {} B, read buffer {} B",
+        relay.browser_limits.max_frame,
+        relay.browser_limits.max_message,
+        relay.upstream_limits.max_frame,
+        relay.upstream_limits.max_message,
+        relay.buffer_size
+    );
     if let Some((keys, cfg)) = &route.resume {
         let _ = writeln!(
             out,
