@@ -23,8 +23,6 @@ cd "$(dirname "$0")/../.."
 # the bound is merged, delete its line here: one line each, the name first.
 KNOWN_GAPS=(
   huge                 # small default message limit on preset routes, RawValue parsing
-  fragments            # a message being reassembled costs about its size, however fragmented
-  reset-storm          # set-ups are cancelled now, but a rolling storm refills freed slots: ~80 sessions for 50
   idle-flood           # per-IP caps from accept time; one IP cannot exhaust the global cap
   slow-frames          # relay slow-loris: a partial frame header is kept inline, no buffer
   tickets              # resume tickets stop after an absolute max_lifetime
