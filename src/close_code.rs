@@ -60,6 +60,13 @@ pub const TOO_BIG: CloseCode = CloseCode::new(1009, "message too big");
 pub const INTERNAL: CloseCode = CloseCode::new(1011, "guestgate internal error");
 /// The browser leg stayed silent past the idle timeout.
 pub const BROWSER_IDLE: CloseCode = CloseCode::new(4408, "idle timeout");
+/// The browser sent messages (pings and pongs included) faster than the route's
+/// `browser_messages_per_second` / `browser_message_burst` allow. The page should slow down
+/// before reconnecting.
+pub const MESSAGE_RATE_LIMITED: CloseCode = CloseCode::new(4420, "message rate too high");
+/// The browser started a fragmented message and did not finish it within the route's
+/// `message_timeout`.
+pub const MESSAGE_TIMEOUT: CloseCode = CloseCode::new(4408, "message not completed in time");
 /// The upstream refused the WebSocket upgrade with 401 or 403 (for Genesys: a wrong
 /// deploymentId or an Origin outside the deployment's allowed domains).
 pub const UPSTREAM_REFUSED: CloseCode = CloseCode::new(
@@ -103,6 +110,8 @@ pub const ALL: &[CloseCode] = &[
     TOO_BIG,
     INTERNAL,
     BROWSER_IDLE,
+    MESSAGE_RATE_LIMITED,
+    MESSAGE_TIMEOUT,
     NO_COMMON_SUBPROTOCOL,
     UPSTREAM_SESSION_REFUSED,
     UPSTREAM_AUTH_FAILED,

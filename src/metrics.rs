@@ -38,10 +38,11 @@ use prometheus::{
 
 /// Outcomes of a browser connection (`guestgate_connections_total`) and of its setup
 /// (`guestgate_session_setup_seconds`).
-pub const CONNECTION_OUTCOMES: [&str; 5] = [
+pub const CONNECTION_OUTCOMES: [&str; 6] = [
     "relayed",
     "upstream_failed",
     "rejected",
+    "browser_gone",
     "shutdown",
     "internal_error",
 ];

@@ -1,8 +1,15 @@
 //! One browser connection after its upgrade: open the upstream leg, relay, and record how it
 //! ended. Upstream failures reach the browser as a close frame with a documented code.
+//!
+//! While the upstream is being set up the browser leg is watched: what the page sends is kept
+//! (at most [`SETUP_READ_AHEAD`] bytes, then reading pauses until the relay starts), and a
+//! browser that goes away (EOF, reset) cancels the set-up at once: its future is dropped, which
+//! drops the upstream connection, token fetch or hello in flight.
 
 use std::sync::Arc;
 use std::time::Instant;
+
+use bytes::BytesMut;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -15,6 +22,11 @@ use crate::relay::{self, Leg, LiveStats, Pump, PumpConfig, PumpStats, RelayExtra
 use crate::route::Route;
 use crate::setup::{self, BrowserRequest};
 use crate::ws::frame::OwnFrame;
+
+/// Most bytes read from the browser while its upstream is being set up. The page normally
+/// waits for the greeting before it speaks; reading stops at this bound (the socket's own
+/// buffers then apply back-pressure) and resumes when the relay starts.
+pub const SETUP_READ_AHEAD: usize = 4 << 10;
 
 /// Runs one upgraded browser connection to its end. `setup_slot` is held while the upstream
 /// session is being set up (the route's cap on concurrent set-ups) and released before relaying.
@@ -39,9 +51,17 @@ pub async fn run<S>(
         }
         // Boxed: the set-up state is large and short-lived; the task should not keep room
         // for it while it relays.
-        result = Box::pin(setup::establish(route, &request, metrics)) => result,
+        result = unless_browser_leaves(&mut browser, Box::pin(setup::establish(route, &request, metrics))) => result,
     };
     drop(setup_slot);
+    let Some(established) = established else {
+        // The browser went away first: the set-up (and its upstream connection) is dropped.
+        debug!(route = %route.name, "browser went away during set-up; set-up cancelled");
+        metrics.observe_session_setup(&route.name, "browser_gone", started.elapsed());
+        metrics.connection_finished(&route.name, "browser_gone");
+        metrics.record_close(&route.name, "browser", None);
+        return;
+    };
     let established = match established {
         Ok(established) => established,
         Err(e) => {
@@ -121,6 +141,48 @@ pub async fn run<S>(
         spliced_from_upstream = report.from_upstream.spliced,
         "connection ended"
     );
+}
+
+/// Runs `setup` while watching the browser leg: bytes the browser sends are appended to its
+/// `prefix` (at most [`SETUP_READ_AHEAD`], then reading pauses); if the browser's transport
+/// ends (EOF or error) first, `setup` is dropped unfinished and `None` is returned.
+pub async fn unless_browser_leaves<S, F>(browser: &mut Leg<S>, setup: F) -> Option<F::Output>
+where
+    S: AsyncRead + Unpin,
+    F: Future,
+{
+    let mut ahead = BytesMut::new();
+    ahead.extend_from_slice(&browser.prefix);
+    let result = {
+        let watch = watch_browser(&mut browser.io, &mut ahead);
+        tokio::pin!(setup);
+        tokio::pin!(watch);
+        // The watch first: a browser already gone costs no upstream work at all.
+        tokio::select! {
+            biased;
+            () = &mut watch => None,
+            result = &mut setup => Some(result),
+        }
+    };
+    browser.prefix = ahead.freeze();
+    result
+}
+
+/// Reads the browser into `ahead` until it holds [`SETUP_READ_AHEAD`] bytes (then waits
+/// forever) or the transport ends (then returns). Cancel-safe: no byte read is lost.
+async fn watch_browser<S>(io: &mut S, ahead: &mut BytesMut)
+where
+    S: AsyncRead + Unpin,
+{
+    use bytes::BufMut;
+    while ahead.len() < SETUP_READ_AHEAD {
+        let room = SETUP_READ_AHEAD - ahead.len();
+        match io.read_buf(&mut (&mut *ahead).limit(room)).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+    std::future::pending().await
 }
 
 /// Writes guestgate's greeting (a text message) to the browser and flushes it: a TLS leg
@@ -205,6 +267,8 @@ where
             idle_timeout: limit,
             ping_interval: None,
             write_stall: limit,
+            rate: None,
+            message_timeout: None,
         },
     );
     drain.drain(limit).await;

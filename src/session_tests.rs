@@ -66,3 +66,73 @@ async fn the_greeting_reaches_a_browser_whose_transport_buffers_until_flush() {
     );
     assert_eq!(&got, &[0x81, 2, b'h', b'i']);
 }
+
+/// Sets a flag when dropped: stands for the set-up's state (its upstream connection).
+struct DropFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_browser_that_resets_during_set_up_drops_the_set_up() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let (ours, browser) = tokio::io::duplex(1024);
+    let mut leg = crate::relay::Leg::new(ours);
+    let dropped = Arc::new(AtomicBool::new(false));
+    let guard = DropFlag(dropped.clone());
+    // A set-up that would take an hour (an upstream that never answers).
+    let setup = async move {
+        let _state = guard;
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        "established"
+    };
+    let watched = super::unless_browser_leaves(&mut leg, setup);
+    tokio::pin!(watched);
+    let before = tokio::time::timeout(Duration::from_millis(100), &mut watched).await;
+    assert!(
+        before.is_err(),
+        "the set-up ended while the browser was still there"
+    );
+    assert!(!dropped.load(Ordering::SeqCst));
+    drop(browser); // the browser resets
+    let started = tokio::time::Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(1), watched).await;
+    assert_eq!(out, Ok(None), "the set-up was not cancelled");
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the set-up's state is still alive"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn bytes_sent_during_set_up_are_kept_up_to_the_read_ahead_bound() {
+    use tokio::io::AsyncWriteExt;
+
+    let (ours, mut browser) = tokio::io::duplex(64 << 10);
+    let mut leg = crate::relay::Leg::new(ours);
+    let sent: Vec<u8> = (0..super::SETUP_READ_AHEAD + 1000)
+        .map(|i| i as u8)
+        .collect();
+    browser.write_all(&sent).await.unwrap();
+    let setup = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        7
+    };
+    let out = tokio::time::timeout(
+        Duration::from_secs(5),
+        super::unless_browser_leaves(&mut leg, setup),
+    )
+    .await;
+    assert_eq!(out, Ok(Some(7)), "a browser that speaks early is not gone");
+    assert_eq!(&leg.prefix[..], &sent[..super::SETUP_READ_AHEAD]);
+    // The rest is still in the socket for the relay.
+    let mut rest = vec![0u8; 1000];
+    leg.io.read_exact(&mut rest).await.unwrap();
+    assert_eq!(&rest[..], &sent[super::SETUP_READ_AHEAD..]);
+}

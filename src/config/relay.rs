@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, invalid};
-use crate::relay::{Limits, RelayConfig};
+use crate::relay::{Limits, RateLimit, RelayConfig};
 
 /// Relay limits and timers as written in the config.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -49,6 +49,18 @@ pub struct RelaySettings {
     /// How often a live connection's traffic is added to the metrics.
     #[serde(with = "humantime_serde")]
     pub metrics_flush_interval: Duration,
+    /// Sustained browser messages per second, pings and pongs included; `0` turns the limit
+    /// off; unset means the route's default (off, or the preset's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub browser_messages_per_second: Option<u32>,
+    /// Browser messages allowed at once after a quiet spell; unset: 4 seconds' worth (or the
+    /// preset's default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub browser_message_burst: Option<u32>,
+    /// A fragmented browser message must be complete this long after its first fragment;
+    /// `0s` leaves only the idle timeout.
+    #[serde(with = "humantime_serde")]
+    pub message_timeout: Duration,
 }
 
 impl Default for RelaySettings {
@@ -67,6 +79,9 @@ impl Default for RelaySettings {
             write_stall_timeout: d.write_stall,
             close_timeout: d.close_timeout,
             metrics_flush_interval: d.metrics_flush,
+            browser_messages_per_second: None,
+            browser_message_burst: None,
+            message_timeout: d.message_timeout.unwrap_or_default(),
         }
     }
 }
@@ -79,6 +94,17 @@ impl RelaySettings {
             max_frame: self.browser_max_frame_bytes.unwrap_or(d.max_frame),
             max_message: self.browser_max_message_bytes.unwrap_or(d.max_message),
         }
+    }
+
+    /// The browser rate limit as written: `None` when unset or turned off (`0`).
+    pub fn browser_rate(&self) -> Option<RateLimit> {
+        let per_second = self.browser_messages_per_second.filter(|r| *r > 0)?;
+        Some(RateLimit {
+            per_second,
+            burst: self
+                .browser_message_burst
+                .unwrap_or(per_second.saturating_mul(4)),
+        })
     }
 
     /// The relay core's view of these settings.
@@ -98,6 +124,8 @@ impl RelaySettings {
             write_stall: self.write_stall_timeout,
             close_timeout: self.close_timeout,
             metrics_flush: self.metrics_flush_interval,
+            browser_rate: self.browser_rate(),
+            message_timeout: nonzero(self.message_timeout),
         }
     }
 }
@@ -127,6 +155,15 @@ impl RelaySettings {
                 ));
             }
         }
+        if self.browser_message_burst == Some(0) {
+            return Err(invalid(key("browser_message_burst"), "must be at least 1"));
+        }
+        if self.browser_message_burst.is_some() && self.browser_messages_per_second.is_none() {
+            return Err(invalid(
+                key("browser_message_burst"),
+                "needs browser_messages_per_second",
+            ));
+        }
         if !(1024..=16 << 20).contains(&self.buffer_bytes) {
             return Err(invalid(
                 key("buffer_bytes"),
@@ -144,5 +181,57 @@ impl RelaySettings {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str) -> RelaySettings {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn the_rate_limit_is_off_unless_written_and_burst_defaults_to_four_seconds() {
+        assert_eq!(parse("").to_relay_config().browser_rate, None);
+        assert_eq!(
+            parse("browser_messages_per_second = 0").browser_rate(),
+            None
+        );
+        assert_eq!(
+            parse("browser_messages_per_second = 3").browser_rate(),
+            Some(RateLimit {
+                per_second: 3,
+                burst: 12
+            })
+        );
+        let both = parse("browser_messages_per_second = 3\nbrowser_message_burst = 5");
+        assert_eq!(both.browser_rate().map(|r| r.burst), Some(5));
+    }
+
+    #[test]
+    fn message_timeout_defaults_to_ten_seconds_and_zero_turns_it_off() {
+        assert_eq!(
+            parse("").to_relay_config().message_timeout,
+            Some(Duration::from_secs(10))
+        );
+        let off = parse("message_timeout = \"0s\"").to_relay_config();
+        assert_eq!(off.message_timeout, None);
+    }
+
+    #[test]
+    fn a_burst_needs_a_rate_and_is_at_least_one() {
+        let err = |t: &str| {
+            parse(t)
+                .validate("routes[0].relay")
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("browser_message_burst = 4").contains("browser_message_burst"));
+        assert!(
+            err("browser_messages_per_second = 2\nbrowser_message_burst = 0")
+                .contains("browser_message_burst")
+        );
     }
 }

@@ -6,7 +6,7 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
-use super::{Closer, Pump, PumpEnd, PumpStats, RelayConfig, RelayReport, Side, Violation};
+use super::{Closer, Limit, Pump, PumpEnd, PumpStats, RelayConfig, RelayReport, Side, Violation};
 use crate::close_code::{self, CloseCode};
 
 /// How a relay ended: which side, and why. A closed set; everything the log line and the
@@ -42,6 +42,8 @@ pub enum Ending {
     DestinationStalled(Side),
     /// The browser-message transform refused a message (secret-free reason).
     Refused(&'static str),
+    /// This side went over a limit kept over time (message rate, message timeout).
+    Limited(Side, Limit),
     /// guestgate is shutting down.
     Shutdown,
 }
@@ -58,6 +60,7 @@ impl Ending {
             | Ending::Idle(_)
             | Ending::DestinationStalled(_)
             | Ending::Refused(_)
+            | Ending::Limited(..)
             | Ending::Shutdown => Closer::Guestgate,
         }
     }
@@ -74,6 +77,7 @@ impl Ending {
             Ending::DestinationFailed(_) => "write to the other leg failed",
             Ending::DestinationStalled(_) => "write to the other leg stalled",
             Ending::Refused(reason) => reason,
+            Ending::Limited(_, limit) => limit.detail(),
             Ending::Shutdown => "guestgate is shutting down",
         }
     }
@@ -173,6 +177,11 @@ where
             }),
             Some(close_code::BROWSER_MISBEHAVED),
         ),
+        PumpEnd::Limited(limit) => (
+            Ending::Limited(source, limit),
+            Some(limited_code(limit)),
+            Some(misbehaved(source)),
+        ),
         PumpEnd::Cancelled => (
             Ending::Shutdown,
             Some(close_code::GOING_AWAY),
@@ -202,7 +211,10 @@ where
     // the echo of its last valid message): relay until the upstream answers our close.
     if sent_to_dest
         && source == Side::Browser
-        && matches!(end, PumpEnd::Violation(_) | PumpEnd::Refused(_))
+        && matches!(
+            end,
+            PumpEnd::Violation(_) | PumpEnd::Refused(_) | PumpEnd::Limited(_)
+        )
         && other.relay_until_close(cfg.close_timeout).await
     {
         sent_to_dest = false; // its close reply is already read
@@ -290,5 +302,13 @@ fn offender_code(v: Violation) -> CloseCode {
     match v {
         Violation::Protocol(_) => close_code::PROTOCOL_ERROR,
         Violation::TooBig(_) => close_code::TOO_BIG,
+    }
+}
+
+/// What a leg over a limit kept over time hears.
+fn limited_code(limit: Limit) -> CloseCode {
+    match limit {
+        Limit::Rate => close_code::MESSAGE_RATE_LIMITED,
+        Limit::MessageTimeout => close_code::MESSAGE_TIMEOUT,
     }
 }

@@ -19,6 +19,7 @@
 mod close;
 mod lease;
 pub mod pump;
+mod rate;
 pub mod rewrite;
 pub mod splice;
 mod stats;
@@ -35,7 +36,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::ws::frame::{Limits, Side, Violation};
 pub use close::Ending;
-pub use pump::{LiveStats, Pump, PumpConfig, PumpEnd, PumpStats};
+pub use pump::{Limit, LiveStats, Pump, PumpConfig, PumpEnd, PumpStats};
+pub use rate::RateLimit;
 pub use rewrite::MessageTransform;
 pub use tcp::Transport;
 
@@ -62,6 +64,10 @@ pub struct RelayConfig {
     pub close_timeout: Duration,
     /// How often a live connection's traffic is added to the shared metrics.
     pub metrics_flush: Duration,
+    /// Limit on browser messages, pings included (None: unlimited).
+    pub browser_rate: Option<RateLimit>,
+    /// A fragmented browser message must be complete this long after its first fragment.
+    pub message_timeout: Option<Duration>,
 }
 
 impl Default for RelayConfig {
@@ -83,6 +89,8 @@ impl Default for RelayConfig {
             write_stall: Duration::from_secs(30),
             close_timeout: Duration::from_secs(5),
             metrics_flush: Duration::from_secs(10),
+            browser_rate: None,
+            message_timeout: Some(Duration::from_secs(10)),
         }
     }
 }
@@ -302,11 +310,17 @@ where
         idle_timeout: cfg.idle_timeout,
         ping_interval: ping,
         write_stall: cfg.write_stall,
+        rate: None,
+        message_timeout: None,
     };
     let mut up = Pump::new(
         browser_rd,
         upstream_wr,
-        pump_cfg(Side::Browser, cfg.browser_limits, cfg.upstream_ping),
+        PumpConfig {
+            rate: cfg.browser_rate,
+            message_timeout: cfg.message_timeout,
+            ..pump_cfg(Side::Browser, cfg.browser_limits, cfg.upstream_ping)
+        },
     );
     if let Some(transform) = extras.transform {
         up = up.with_transform(transform);

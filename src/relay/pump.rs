@@ -15,6 +15,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::lease::Lease;
+use super::rate::{Bucket, RateLimit};
 use super::rewrite::{MessageTransform, Reassembly};
 use super::splice::{self, Splicer};
 pub use super::stats::{LiveStats, PumpStats};
@@ -37,6 +38,11 @@ pub struct PumpConfig {
     pub ping_interval: Option<Duration>,
     /// A write to the destination that makes no progress for this long fails the pump.
     pub write_stall: Duration,
+    /// Limit on messages (pings and pongs included) from the source (None: unlimited).
+    pub rate: Option<RateLimit>,
+    /// A fragmented message must be complete this long after its first fragment (None: no
+    /// bound beyond the idle timeout).
+    pub message_timeout: Option<Duration>,
 }
 
 /// Why [`Pump::run`] returned.
@@ -58,6 +64,27 @@ pub enum PumpEnd {
     Cancelled,
     /// The message transform refused a source message (reason is secret-free).
     Refused(&'static str),
+    /// The source went over a limit guestgate keeps on it over time.
+    Limited(Limit),
+}
+
+/// A limit over time on what a source sends (see [`PumpEnd::Limited`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// More messages than the route's rate limit allows.
+    Rate,
+    /// A fragmented message not completed within the route's message timeout.
+    MessageTimeout,
+}
+
+impl Limit {
+    /// Short, secret-free text for the log line.
+    pub fn detail(self) -> &'static str {
+        match self {
+            Limit::Rate => "message rate over the limit",
+            Limit::MessageTimeout => "fragmented message not completed in time",
+        }
+    }
 }
 
 /// One relay direction. See the module docs.
@@ -95,6 +122,10 @@ pub struct Pump<R, W> {
     /// Plain TCP on both ends: large payloads move socket to socket in the kernel.
     splice: Option<Splicer>,
     last_read: Instant,
+    /// The source's message rate bucket, when the route limits it.
+    bucket: Option<Bucket>,
+    /// When the first fragment of the fragmented data message in flight arrived.
+    message_started: Option<Instant>,
     stats: PumpStats,
     live: Option<std::sync::Arc<LiveStats>>,
 }
@@ -127,6 +158,8 @@ where
             rewrite: None,
             splice: None,
             last_read: Instant::now(),
+            bucket: cfg.rate.map(|r| Bucket::new(r, Instant::now())),
+            message_started: None,
             stats: PumpStats::default(),
             live: None,
         }
@@ -180,7 +213,7 @@ where
                 i.set_missed_tick_behavior(MissedTickBehavior::Delay);
                 i
             });
-        let idle = tokio::time::sleep_until(self.last_read + self.cfg.idle_timeout);
+        let idle = tokio::time::sleep_until(self.next_deadline());
         tokio::pin!(idle);
         loop {
             if let Err(end) = self.flush().await {
@@ -196,6 +229,12 @@ where
                 self.scan_some();
                 if let Some(live) = &self.live {
                     live.publish(&self.stats);
+                }
+                // A fragmented message just started: its deadline may come before idleness.
+                if let Some(at) = self.message_deadline()
+                    && at < idle.deadline()
+                {
+                    idle.as_mut().reset(at);
                 }
                 continue;
             }
@@ -220,11 +259,10 @@ where
                     // Boxed (once per pipe-full) so idle connections do not keep room for it.
                     moved = Box::pin(splicer.fill(remaining)) => moved,
                     _ = &mut idle => {
-                        let deadline = self.last_read + self.cfg.idle_timeout;
-                        if deadline <= Instant::now() {
-                            return PumpEnd::SourceIdle;
+                        match self.timer_fired() {
+                            Ok(next) => idle.as_mut().reset(next),
+                            Err(end) => return end,
                         }
-                        idle.as_mut().reset(deadline);
                         continue;
                     }
                 };
@@ -252,14 +290,38 @@ where
                     self.own = Some((OwnFrame::ping(self.cfg.source.other()), 0));
                 }
                 _ = &mut idle => {
-                    let deadline = self.last_read + self.cfg.idle_timeout;
-                    if deadline <= Instant::now() {
-                        return PumpEnd::SourceIdle;
+                    match self.timer_fired() {
+                        Ok(next) => idle.as_mut().reset(next),
+                        Err(end) => return end,
                     }
-                    idle.as_mut().reset(deadline);
                 }
             }
         }
+    }
+
+    /// When the fragmented message in flight must be complete, if one is in flight and the
+    /// route bounds it (drain mode does not: it discards).
+    fn message_deadline(&self) -> Option<Instant> {
+        let started = self.message_started.filter(|_| !self.discard)?;
+        Some(started + self.cfg.message_timeout?)
+    }
+
+    /// The next time the pump's timer must wake: idleness or the message deadline.
+    fn next_deadline(&self) -> Instant {
+        let idle = self.last_read + self.cfg.idle_timeout;
+        self.message_deadline().map_or(idle, |m| m.min(idle))
+    }
+
+    /// The timer fired: the end it means, or when it must fire next.
+    fn timer_fired(&self) -> Result<Instant, PumpEnd> {
+        let now = Instant::now();
+        if self.message_deadline().is_some_and(|at| at <= now) {
+            return Err(PumpEnd::Limited(Limit::MessageTimeout));
+        }
+        if self.last_read + self.cfg.idle_timeout <= now {
+            return Err(PumpEnd::SourceIdle);
+        }
+        Ok(self.next_deadline())
     }
 
     /// True when the current frame's unread payload should bypass the read buffer: there is
@@ -470,7 +532,21 @@ where
                 Ok(completes) => completes,
                 Err(v) => return self.stop(PumpEnd::Violation(v)),
             };
+            // A message counts once, at its first frame; pings and pongs count each.
+            let counted = header.opcode != 0 && header.kind != Kind::Close;
+            if counted
+                && !self.discard
+                && let Some(bucket) = self.bucket.as_mut()
+                && !bucket.admit(self.last_read)
+            {
+                return self.stop(PumpEnd::Limited(Limit::Rate));
+            }
             if header.kind == Kind::Data {
+                if completes {
+                    self.message_started = None;
+                } else if header.opcode != 0 {
+                    self.message_started = Some(self.last_read);
+                }
                 if let Some(r) = self.rewrite.as_mut().filter(|_| slow) {
                     r.begin_frame(&header);
                 }

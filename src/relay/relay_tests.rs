@@ -679,3 +679,6 @@ async fn shutdown_mid_frame_finishes_the_frame_then_sends_1001() {
         (Some(1001), Some(1001))
     );
 }
+
+#[path = "limits_tests.rs"]
+mod limits;

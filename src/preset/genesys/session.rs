@@ -14,13 +14,23 @@ use crate::auth::hello;
 use crate::auth::resume::{ResumeError, ResumeTicket, unix_now};
 use crate::config::RelaySettings;
 use crate::preset::{PresetContext, SetupContext};
-use crate::relay::RelayConfig;
+use crate::relay::{RateLimit, RelayConfig};
 use crate::secret::Secret;
 use crate::setup::{self, Established, SetupError};
 use crate::upstream::UpstreamTarget;
 
 /// Genesys's own SDK pings every 15 s; guestgate pings the upstream at least as often.
 const UPSTREAM_PING_AT_MOST: Duration = Duration::from_secs(15);
+
+/// The browser message rate unless the route sets one. Genesys accepts 2 `onMessage` per
+/// second per session, but typing events, `echo` keep-alives and pongs count too: 5 per
+/// second sustained with bursts of 20 lets a real Messenger page through (a burst of typing
+/// plus a pasted message) while a flood is closed within a second, before it costs the
+/// upstream more than its own limit would.
+pub const DEFAULT_BROWSER_RATE: RateLimit = RateLimit {
+    per_second: 5,
+    burst: 20,
+};
 
 /// The Genesys preset prepared for a route.
 pub struct GenesysPreset {
@@ -55,10 +65,14 @@ impl GenesysPreset {
     }
 
     /// Upstream pings no rarer than Genesys's own SDK sends them, and small browser limits
-    /// unless `written` (the route's `[routes.relay]` as written) sets them (see `limits`).
+    /// and a browser message rate ([`DEFAULT_BROWSER_RATE`]) unless `written` (the route's
+    /// `[routes.relay]` as written) sets them (see `limits`).
     pub fn tune_relay(&self, relay: &mut RelayConfig, written: &RelaySettings) {
         relay.upstream_ping = relay.upstream_ping.map(|d| d.min(UPSTREAM_PING_AT_MOST));
         super::limits::tune_browser_limits(&mut relay.browser_limits, written);
+        if written.browser_messages_per_second.is_none() {
+            relay.browser_rate = Some(DEFAULT_BROWSER_RATE);
+        }
     }
 
     /// Connects, configures (or resumes) the guest session and prepares the greeting and the
