@@ -86,27 +86,55 @@ fn pooled_bytes(pool: &Pool) -> usize {
     counted
 }
 
+/// The longest frame header (2 bytes, 8 of extended length, 4 of mask): a parked read that
+/// keeps no more than this moves it out of the buffer and gives the buffer back.
+pub const INLINE: usize = 14;
+
 /// A buffer slot that is empty while the connection is idle.
 #[derive(Default)]
 pub struct Lease {
     buf: Option<Box<[u8]>>,
     size: usize,
+    /// While no buffer is held: the start of a frame header that is still incomplete (a peer
+    /// trickling a header byte by byte pins 14 bytes here, not a whole buffer).
+    inline: [u8; INLINE],
+    inline_len: u8,
 }
 
 impl Lease {
     /// An empty slot that will lease buffers of `size` bytes.
     pub fn new(size: usize) -> Self {
-        Self { buf: None, size }
+        Self {
+            buf: None,
+            size,
+            inline: [0; INLINE],
+            inline_len: 0,
+        }
     }
 
-    /// The leased bytes (empty when nothing is leased).
+    /// The leased bytes; without a buffer, the kept start of an incomplete header (or none).
     pub fn bytes(&self) -> &[u8] {
-        self.buf.as_deref().unwrap_or(&[])
+        match &self.buf {
+            Some(buf) => buf,
+            None => &self.inline[..usize::from(self.inline_len)],
+        }
     }
 
-    /// The leased bytes, mutably (empty when nothing is leased).
+    /// The leased bytes, mutably; without a buffer, the kept start of an incomplete header.
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        self.buf.as_deref_mut().unwrap_or(&mut [])
+        match &mut self.buf {
+            Some(buf) => buf,
+            None => &mut self.inline[..usize::from(self.inline_len)],
+        }
+    }
+
+    /// A buffer, holding whatever was kept inline at its front.
+    fn buffer(&mut self) -> &mut [u8] {
+        let (size, kept) = (self.size, usize::from(self.inline_len));
+        let buf = self.buf.get_or_insert_with(|| take(size));
+        buf[..kept].copy_from_slice(&self.inline[..kept]);
+        self.inline_len = 0;
+        buf
     }
 
     /// True while a buffer is held.
@@ -123,29 +151,39 @@ impl Lease {
     }
 
     /// Reads from `src` into the buffer after the first `keep` bytes. When the read is not
-    /// ready and `keep` is zero the buffer is released before parking. Returns bytes read
-    /// (0 means end of stream).
+    /// ready and `keep` is at most [`INLINE`] bytes, those are moved inline and the buffer is
+    /// released before parking. Returns bytes read (0 means end of stream).
     pub async fn read_from<R: AsyncRead + Unpin>(
         &mut self,
         src: &mut R,
         keep: usize,
     ) -> io::Result<usize> {
         poll_fn(|cx| {
-            let size = self.size;
-            let buf = self.buf.get_or_insert_with(|| take(size));
+            let buf = self.buffer();
             let mut rb = ReadBuf::new(&mut buf[keep..]);
             match Pin::new(&mut *src).poll_read(cx, &mut rb) {
                 Poll::Ready(Ok(())) => Poll::Ready(Ok(rb.filled().len())),
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
                 Poll::Pending => {
-                    if keep == 0 {
-                        self.release();
+                    if keep <= INLINE {
+                        self.park(keep);
                     }
                     Poll::Pending
                 }
             }
         })
         .await
+    }
+}
+
+impl Lease {
+    /// Moves the first `keep` (at most [`INLINE`]) bytes inline and gives the buffer back.
+    fn park(&mut self, keep: usize) {
+        if let Some(buf) = self.buf.take() {
+            self.inline[..keep].copy_from_slice(&buf[..keep]);
+            self.inline_len = keep as u8;
+            give_back(buf);
+        }
     }
 }
 
@@ -210,6 +248,56 @@ mod tests {
         let held = POOL.with(|p| pooled_bytes(&p.borrow()));
         assert!(held <= POOL_BYTES, "{held} bytes pooled");
         assert_eq!(pooled(size), POOL_BYTES / size);
+    }
+
+    #[tokio::test]
+    async fn a_parked_read_keeps_a_partial_header_inline_and_no_buffer() {
+        let (mut a, mut b) = tokio::io::duplex(64);
+        let mut lease = Lease::new(1024);
+        // A peer trickling a 14-byte header: one byte, then nothing for a while.
+        a.write_all(&[0x81]).await.unwrap();
+        let n = lease.read_from(&mut b, 0).await.unwrap();
+        assert_eq!(n, 1);
+        let parked = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            lease.read_from(&mut b, 1),
+        )
+        .await;
+        assert!(
+            parked.is_err(),
+            "nothing more was written, the read must park"
+        );
+        assert!(
+            !lease.is_held(),
+            "a parked partial header must not pin a buffer"
+        );
+        assert_eq!(
+            lease.bytes(),
+            &[0x81],
+            "the kept byte is still there, inline"
+        );
+        a.write_all(&[0xfe, 0x01]).await.unwrap();
+        let n = lease.read_from(&mut b, 1).await.unwrap();
+        assert!(lease.is_held());
+        assert_eq!(
+            &lease.bytes()[..1 + n],
+            &[0x81, 0xfe, 0x01],
+            "in order after the wait"
+        );
+
+        // More than a header's worth kept (a partial control frame): the buffer stays.
+        let (mut c, mut d) = tokio::io::duplex(64);
+        let mut lease = Lease::new(1024);
+        c.write_all(&[0u8; INLINE + 1]).await.unwrap();
+        lease.read_from(&mut d, 0).await.unwrap();
+        let parked = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            lease.read_from(&mut d, INLINE + 1),
+        )
+        .await;
+        assert!(parked.is_err());
+        assert!(lease.is_held());
+        assert_eq!(lease.bytes()[..INLINE + 1], [0u8; INLINE + 1]);
     }
 
     #[tokio::test]
