@@ -941,5 +941,4 @@ fn parse_token(body: &[u8]) -> Result<(String, Duration), String> {
 }
 
 #[cfg(test)]
-#[path = "token_tests.rs"]
 mod tests;
