@@ -271,3 +271,65 @@ fn binary_exits_0_when_fine_and_1_naming_the_problem() {
     assert!(out.contains("routes with a problem: chat"), "{out}");
     rt.block_on(fake.shutdown());
 }
+
+/// Lines of a child's stdout, read on a thread so the test can wait with a deadline.
+fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn serve_warns_at_start_up_about_a_deployment_that_is_not_active() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fake = rt.block_on(fake(with_deployment(FakeDeployment {
+        status: DeploymentStatus::Pending,
+        ..FakeDeployment::default()
+    })));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("guestgate.toml");
+    std::fs::write(&path, config_text(&fake.url(), DEFAULT_DEPLOYMENT_ID)).unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--log-format", "text", "--config"])
+        .arg(&path)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = stdout_lines(&mut child);
+    let deadline = std::time::Instant::now() + LIMIT;
+    let (mut serving, mut warning) = (false, None);
+    while !(serving && warning.is_some()) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains("guestgate is serving") => serving = true,
+            Ok(line) if line.contains("not Active") => warning = Some(line),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    rt.block_on(fake.shutdown());
+    assert!(serving, "start-up went on");
+    let warning = warning.expect("a warning within the deadline");
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(warning.contains("status=Pending"), "{warning}");
+    assert!(warning.contains("route=chat"), "{warning}");
+}
