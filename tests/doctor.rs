@@ -296,7 +296,15 @@ fn serve_warns_at_start_up_about_a_deployment_that_is_not_active() {
     })));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("guestgate.toml");
-    std::fs::write(&path, config_text(&fake.url(), DEFAULT_DEPLOYMENT_ID)).unwrap();
+    // Start-up checks a base_url route only when its config_url is given.
+    let text = config_text(&fake.url(), DEFAULT_DEPLOYMENT_ID).replace(
+        "[routes.genesys]\n",
+        &format!(
+            "[routes.genesys]\nconfig_url = \"{}\"\n",
+            fake.config_url_for(DEFAULT_DEPLOYMENT_ID)
+        ),
+    );
+    std::fs::write(&path, text).unwrap();
     let mut child = Command::new(BIN)
         .args([
             "serve",

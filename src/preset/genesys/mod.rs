@@ -68,7 +68,7 @@ pub struct GenesysConfig {
     /// The deployment's public `config.json` URL, for `guestgate doctor` and the start-up
     /// check. Unset: `https://api-cdn.{domain}/webdeployments/v1/deployments/{id}/config.json`,
     /// or with `base_url` the same path on the base URL's host and port (`http` for `ws`,
-    /// `https` for `wss`).
+    /// `https` for `wss`). `serve`'s start-up check skips a `base_url` route unless this is set.
     #[serde(default)]
     pub config_url: Option<Url>,
     /// The Messenger deployment id.

@@ -352,7 +352,7 @@ pub async fn diagnose(subject: &Subject) -> Report {
 
 /// In the background, warns about each Genesys deployment that is not Active or has no
 /// config (a wrong region or id). Never blocks nor fails start-up; an unreachable config is
-/// noted at info level.
+/// noted at info level. Routes with `base_url` and no `config_url` are skipped.
 pub fn spawn_startup_check(config: &Config) {
     let subjects = match subjects(config) {
         Ok(s) => s,
@@ -361,7 +361,13 @@ pub fn spawn_startup_check(config: &Config) {
             return;
         }
     };
-    for subject in subjects {
+    // With only `base_url` (a fake, a private endpoint) the config URL is a guess: start-up
+    // does not knock on it uninvited; `guestgate doctor` does, when asked.
+    let checked = subjects.into_iter().filter(|s| {
+        let g = s.preset.config();
+        g.base_url.is_none() || g.config_url.is_some()
+    });
+    for subject in checked {
         tokio::spawn(async move {
             let g = subject.preset.config();
             let url = g.config_json_url();
