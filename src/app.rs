@@ -166,6 +166,8 @@ pub async fn start_with(
     let admin_addr = admin_listener
         .local_addr()
         .expect("bound listener has an address");
+    // Off the start-up path: a deployment that is not Active is worth a warning, never a wait.
+    crate::preset::genesys::doctor::spawn_startup_check(config);
     let admin_stop = CancellationToken::new();
     let acceptor = certificate.map(|cert| {
         tokio::spawn(cert.clone().watch(admin_stop.clone()));

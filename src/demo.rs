@@ -39,6 +39,7 @@ pub fn demo_config(
     route.upstream = UpstreamConfig::Preset(PresetConfig::Genesys(GenesysConfig {
         domain: None,
         base_url: Some(fake_url.parse().expect("fake URL is valid")),
+        config_url: None,
         deployment_id: DEFAULT_DEPLOYMENT_ID.into(),
         origin: DEMO_ORIGIN.into(),
         application: None,

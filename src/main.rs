@@ -1,7 +1,8 @@
 //! The `guestgate` binary: parses the command line, sets up logging, loads and validates the
-//! config, and hands over to the library. Exit codes: 0 clean, 1 runtime failure, 2 bad
-//! configuration or usage (always before any port is bound). A panic in the browser listener's
-//! accept loop ends `serve` at once with exit code 1.
+//! config, and hands over to the library. Exit codes: 0 clean, 1 runtime failure (for
+//! `doctor`: a route has a problem), 2 bad configuration or usage (always before any port is
+//! bound). A panic in the browser listener's accept loop ends `serve` at once with exit
+//! code 1.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,6 +61,13 @@ enum Command {
     },
     /// Validate a config file and print the effective configuration.
     Check {
+        /// TOML config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Diagnose each Genesys route: fetch the deployment's public config and probe the socket
+    /// with the configured Origin. Exit 0 when every route is fine, 1 when one has a problem.
+    Doctor {
         /// TOML config file.
         #[arg(long)]
         config: PathBuf,
@@ -154,6 +162,7 @@ fn main() -> ExitCode {
                 },
                 Err(e) => config_error(e),
             },
+            Command::Doctor { config } => doctor(&config).await,
             Command::Demo {
                 listen,
                 admin_listen,
@@ -167,6 +176,42 @@ fn main() -> ExitCode {
 fn config_error(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("guestgate: {e}");
     ExitCode::from(2)
+}
+
+/// `guestgate doctor`: one report per Genesys route on stdout; 0 all fine, 1 a problem, 2 a
+/// bad config.
+async fn doctor(path: &std::path::Path) -> ExitCode {
+    use guestgate::preset::genesys::doctor;
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => return config_error(e),
+    };
+    if let Err(e) = app::prepare_routes(&config) {
+        return config_error(e);
+    }
+    let subjects = match doctor::subjects(&config) {
+        Ok(s) => s,
+        Err(e) => return config_error(e),
+    };
+    if subjects.is_empty() {
+        println!("# {} has no Genesys routes to diagnose", path.display());
+        return ExitCode::SUCCESS;
+    }
+    let mut problems = Vec::new();
+    for subject in &subjects {
+        let report = doctor::diagnose(subject).await;
+        println!("{}", report.render());
+        if !report.is_fine() {
+            problems.push(report.route);
+        }
+    }
+    if problems.is_empty() {
+        println!("# every Genesys route is fine");
+        ExitCode::SUCCESS
+    } else {
+        println!("# routes with a problem: {}", problems.join(", "));
+        ExitCode::from(1)
+    }
 }
 
 async fn serve(config: Config) -> ExitCode {

@@ -226,3 +226,28 @@ fn shipped_example_configs_are_valid() {
         );
     }
 }
+
+#[test]
+fn doctor_exits_2_on_a_bad_config_and_0_without_genesys_routes() {
+    let (_dir, path) = write_config(
+        "[[routes]]\nname = \"chat\"\n[routes.genesys]\ndomain = \"mypurecloud.evil\"\ndeployment_id = \"x\"\norigin = \"https://www.example.com\"\n",
+    );
+    let out = Command::new(BIN)
+        .args(["doctor", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("routes[0].genesys.domain"));
+
+    let (_dir, path) = write_config(
+        "[[routes]]\nupstream = \"ws://127.0.0.1:1/\"\nedge.allow_any_origin = true\n",
+    );
+    let out = Command::new(BIN)
+        .args(["doctor", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no Genesys routes"));
+}

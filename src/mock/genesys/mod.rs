@@ -2,10 +2,16 @@
 //! (`/v1?deploymentId=..`), faithful enough to exercise the `genesys-web-messaging` preset:
 //! 403 at upgrade for unknown deployments or origins, `configureSession` first, sessions that
 //! survive reconnects by token, echoes, a fake agent, the 2-per-second message limit and
-//! session expiry.
+//! session expiry. The same listener answers plain `GET`s of each deployment's public
+//! `config.json` (`public_config`), so diagnosis can be tested against it.
 
+mod http;
 mod protocol;
+mod public_config;
 
+pub use public_config::{DeploymentStatus, DisconnectType, FakeDeployment, FileUploadMode};
+
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -45,6 +51,11 @@ pub struct FakeGenesysConfig {
     /// How long the fake waits before answering each `configureSession` (upstream latency
     /// for set-up benchmarks); zero answers at once.
     pub configure_delay: Duration,
+    /// Public settings per deployment id, served in `config.json`; a deployment in
+    /// `deployment_ids` without an entry gets [`FakeDeployment::default`] (Active, the allowed
+    /// origins above, auth off, no attachments). An entry for an id not in `deployment_ids`
+    /// is never served.
+    pub deployments: BTreeMap<String, FakeDeployment>,
 }
 
 impl Default for FakeGenesysConfig {
@@ -58,6 +69,7 @@ impl Default for FakeGenesysConfig {
             rate_limit_per_sec: 2,
             session_lifetime: None,
             configure_delay: Duration::ZERO,
+            deployments: BTreeMap::new(),
         }
     }
 }
@@ -141,6 +153,20 @@ impl FakeGenesysHandle {
         self.state.upgrades.snapshot()
     }
 
+    /// Paths of plain HTTP requests (`config.json` fetches and strays), in arrival order.
+    pub fn config_requests(&self) -> Vec<String> {
+        self.state.config_requests.snapshot()
+    }
+
+    /// The public config URL of a deployment on this fake:
+    /// `http://127.0.0.1:PORT/webdeployments/v1/deployments/{id}/config.json`.
+    pub fn config_url_for(&self, deployment_id: &str) -> String {
+        format!(
+            "http://{}/webdeployments/v1/deployments/{deployment_id}/config.json",
+            self.addr()
+        )
+    }
+
     /// Every request frame received, parsed; a frame that is not a JSON object is recorded as
     /// a JSON string holding its raw text.
     pub fn requests(&self) -> Vec<Value> {
@@ -205,6 +231,10 @@ fn send_json(state: &State, out: &Outbox, v: Value) {
 }
 
 async fn serve(stream: TcpStream, state: Arc<State>) {
+    let stream = match http::route(stream, &state).await {
+        http::Incoming::Upgrade(stream) => stream,
+        http::Incoming::Answered | http::Incoming::Gone => return,
+    };
     let mut deployment = None;
     // The Err type is tungstenite's, so its size is not ours to choose.
     #[allow(clippy::result_large_err)]

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use super::FakeGenesysConfig;
+use super::public_config::{DeploymentStatus, FakeDeployment};
 use crate::mock::support::{Log, UpgradeRequest, lock};
 
 /// Longest token Genesys accepts.
@@ -24,6 +25,8 @@ pub(super) struct State {
     pub(super) upgrades: Log<UpgradeRequest>,
     pub(super) requests: Log<Value>,
     pub(super) sent: Log<Value>,
+    /// Paths of plain (non-upgrade) HTTP requests, in arrival order.
+    pub(super) config_requests: Log<String>,
     pub(super) tokens: Mutex<Vec<String>>,
     /// Bumped to make every open socket drop without a close frame.
     pub(super) drops: tokio::sync::watch::Sender<u64>,
@@ -128,19 +131,40 @@ impl State {
             upgrades: Log::new("upgrade requests"),
             requests: Log::new("requests"),
             sent: Log::new("frames sent"),
+            config_requests: Log::new("plain http requests"),
             tokens: Mutex::new(Vec::new()),
             drops: tokio::sync::watch::channel(0).0,
             sessions: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Decides an upgrade: `Some(deploymentId)` to accept, `None` for Genesys's 403.
+    /// A known deployment's public settings (the default ones unless configured).
+    fn deployment(&self, id: &str) -> FakeDeployment {
+        self.config.deployments.get(id).cloned().unwrap_or_default()
+    }
+
+    /// The `config.json` body of a known deployment; `None` (404) for any other id.
+    pub(super) fn public_config(&self, id: &str, host: &str) -> Option<Value> {
+        if !self.config.deployment_ids.iter().any(|d| d == id) {
+            return None;
+        }
+        Some(
+            self.deployment(id)
+                .to_json(id, host, &self.config.allowed_origins),
+        )
+    }
+
+    /// Decides an upgrade: `Some(deploymentId)` to accept, `None` for Genesys's 403 (unknown
+    /// deployment or one that is not Active, wrong path, Origin not allowed).
     pub(super) fn check_upgrade(&self, req: &UpgradeRequest) -> Option<String> {
         if req.path().trim_end_matches('/') != "/v1" {
             return None;
         }
         let deployment = req.query_param("deploymentId")?;
         if !self.config.deployment_ids.contains(&deployment) {
+            return None;
+        }
+        if self.deployment(&deployment).status != DeploymentStatus::Active {
             return None;
         }
         let allowed = &self.config.allowed_origins;

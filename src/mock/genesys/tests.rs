@@ -339,3 +339,71 @@ async fn counts_open_sockets_and_sessions_created() {
     })
     .await;
 }
+
+/// Sends one plain HTTP request and returns the status and body of the answer.
+async fn plain(h: &FakeGenesysHandle, method: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(h.addr()).await.unwrap();
+    let req = format!("{method} {path} HTTP/1.1\r\nhost: {}\r\n\r\n", h.addr());
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer.split_once("\r\n\r\n").unwrap().1.to_owned();
+    (status, body)
+}
+
+#[tokio::test]
+async fn plain_gets_get_config_json_or_404_and_other_methods_405() {
+    within(async {
+        let h = start(FakeGenesysConfig {
+            allowed_origins: vec!["https://site.example".into()],
+            ..FakeGenesysConfig::default()
+        })
+        .await;
+        let path = format!("/webdeployments/v1/deployments/{DEFAULT_DEPLOYMENT_ID}/config.json");
+        let (status, body) = plain(&h, "GET", &path).await;
+        assert_eq!(status, 200);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["id"], DEFAULT_DEPLOYMENT_ID);
+        assert_eq!(v["status"], "Active");
+        assert_eq!(v["allowedDomains"], json!(["site.example"]));
+        assert_eq!(
+            v["auth"],
+            json!({"enabled": false, "allowSessionUpgrade": false})
+        );
+        let unknown = "/webdeployments/v1/deployments/nope/config.json";
+        assert_eq!(plain(&h, "GET", unknown).await.0, 404);
+        assert_eq!(plain(&h, "GET", "/v1").await.0, 404);
+        assert_eq!(plain(&h, "POST", &path).await.0, 405);
+        assert_eq!(h.config_requests().len(), 4);
+        assert_eq!(h.accepted() + h.refused(), 0, "no upgrade was counted");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_deployment_that_is_not_active_refuses_the_upgrade() {
+    within(async {
+        let h = start(FakeGenesysConfig {
+            deployments: BTreeMap::from([(
+                DEFAULT_DEPLOYMENT_ID.to_owned(),
+                FakeDeployment {
+                    status: DeploymentStatus::Deleting,
+                    ..FakeDeployment::default()
+                },
+            )]),
+            ..FakeGenesysConfig::default()
+        })
+        .await;
+        match connect_to(&h.url_for(DEFAULT_DEPLOYMENT_ID), None).await {
+            Err(WsError::Http(resp)) => assert_eq!(resp.status(), 403),
+            other => panic!("expected 403, got {other:?}"),
+        }
+        let path = format!("/webdeployments/v1/deployments/{DEFAULT_DEPLOYMENT_ID}/config.json");
+        let (status, body) = plain(&h, "GET", &path).await;
+        assert_eq!(status, 200);
+        assert!(body.contains(r#""status":"Deleting""#), "{body}");
+    })
+    .await;
+}

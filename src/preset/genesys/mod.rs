@@ -15,6 +15,7 @@ use url::Url;
 
 use crate::auth::hello::{Condition, HelloSpec};
 
+pub mod doctor;
 pub mod first_frame;
 mod inject;
 mod limits;
@@ -64,6 +65,12 @@ pub struct GenesysConfig {
     /// `ws://127.0.0.1:9000/v1`.
     #[serde(default)]
     pub base_url: Option<Url>,
+    /// The deployment's public `config.json` URL, for `guestgate doctor` and the start-up
+    /// check. Unset: `https://api-cdn.{domain}/webdeployments/v1/deployments/{id}/config.json`,
+    /// or with `base_url` the same path on the base URL's host and port (`http` for `ws`,
+    /// `https` for `wss`). `serve`'s start-up check skips a `base_url` route unless this is set.
+    #[serde(default)]
+    pub config_url: Option<Url>,
     /// The Messenger deployment id.
     pub deployment_id: String,
     /// The Origin sent upstream; must be in the deployment's allowed domains.
@@ -103,6 +110,14 @@ impl GenesysConfig {
                 return Err((key("base_url"), "must be a ws:// or wss:// URL".into()));
             }
             _ => {}
+        }
+        if let Some(u) = &self.config_url
+            && !matches!(u.scheme(), "http" | "https")
+        {
+            return Err((
+                key("config_url"),
+                "must be an http:// or https:// URL".into(),
+            ));
         }
         let id_ok = !self.deployment_id.is_empty()
             && self.deployment_id.len() <= 64
@@ -154,6 +169,39 @@ impl GenesysConfig {
         url
     }
 
+    /// Where the deployment's public `config.json` is (see [`GenesysConfig::config_url`]).
+    pub fn config_json_url(&self) -> Url {
+        if let Some(url) = &self.config_url {
+            return url.clone();
+        }
+        let path = format!(
+            "/webdeployments/v1/deployments/{}/config.json",
+            self.deployment_id
+        );
+        let text = match (&self.base_url, &self.domain) {
+            (Some(base), _) => {
+                let scheme = if base.scheme() == "wss" {
+                    "https"
+                } else {
+                    "http"
+                };
+                let host = base.host_str().unwrap_or("localhost");
+                let host = if host.contains(':') && !host.starts_with('[') {
+                    format!("[{host}]")
+                } else {
+                    host.to_owned()
+                };
+                match base.port() {
+                    Some(port) => format!("{scheme}://{host}:{port}{path}"),
+                    None => format!("{scheme}://{host}{path}"),
+                }
+            }
+            (None, Some(domain)) => format!("https://api-cdn.{domain}{path}"),
+            (None, None) => unreachable!("validated"),
+        };
+        Url::parse(&text).expect("a validated host and id make a valid URL")
+    }
+
     /// The `Origin` header value (no trailing slash).
     pub fn origin_header(&self) -> String {
         self.origin.trim_end_matches('/').to_owned()
@@ -192,6 +240,7 @@ mod tests {
         GenesysConfig {
             domain: Some("usw2.pure.cloud".into()),
             base_url: None,
+            config_url: None,
             deployment_id: "0d3d1a6e-1111-2222-3333-444455556666".into(),
             origin: "https://www.example.com".into(),
             application: None,
@@ -207,6 +256,27 @@ mod tests {
             url.as_str(),
             "wss://webmessaging.usw2.pure.cloud/v1?deploymentId=0d3d1a6e-1111-2222-3333-444455556666"
         );
+    }
+
+    #[test]
+    fn config_json_url_follows_the_region_or_the_base_url() {
+        let mut c = config();
+        assert_eq!(
+            c.config_json_url().as_str(),
+            "https://api-cdn.usw2.pure.cloud/webdeployments/v1/deployments/0d3d1a6e-1111-2222-3333-444455556666/config.json"
+        );
+        c.base_url = Some("ws://127.0.0.1:9000/v1".parse().unwrap());
+        assert_eq!(
+            c.config_json_url().as_str(),
+            "http://127.0.0.1:9000/webdeployments/v1/deployments/0d3d1a6e-1111-2222-3333-444455556666/config.json"
+        );
+        c.config_url = Some("https://cdn.example/x/config.json".parse().unwrap());
+        assert_eq!(
+            c.config_json_url().as_str(),
+            "https://cdn.example/x/config.json"
+        );
+        c.config_url = Some("ftp://cdn.example/config.json".parse().unwrap());
+        assert_eq!(c.validate("g").unwrap_err().0, "g.config_url");
     }
 
     #[test]
