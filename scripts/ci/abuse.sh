@@ -53,8 +53,8 @@ MAX_CONNECTIONS=2000      # server.max_connections: the idle flood holds more th
 IDLE_SOCKETS=3000
 WRITE_STALL=2             # /flood relay.write_stall_timeout and close_timeout, seconds
 CLOSE_TIMEOUT=1
-TICKET_TTL=2              # /chat resume ttl and max_lifetime, seconds
-TICKET_MAX_LIFETIME=4
+TICKET_TTL=6              # /chat resume ttl and max_lifetime, seconds
+TICKET_MAX_LIFETIME=10
 FRAGMENT_BOUND=10         # routes.relay.message_timeout's default: a fragmented message's bound, seconds
 RATE_LIMIT_CODE=4420      # close code of the browser message rate limit (README close codes)
 SLACK_KIB=1024            # allowance on every RSS bound for allocator noise
@@ -101,7 +101,9 @@ v = json.load(open(sys.argv[1])).get(sys.argv[2])
 print(sys.argv[3] if v is None else v)' "$@" ""
 }
 
-"$bin/guestgate-fake" >"$out/fake.out" 2>"$out/fake.log" &
+# A real upstream takes time to answer configureSession; 1 s of it keeps the reset storm's
+# set-ups in flight until the storm's resets arrive, so the cap, not timing, bounds them.
+"$bin/guestgate-fake" --configure-delay-ms 1000 >"$out/fake.out" 2>"$out/fake.log" &
 pids+=($!)
 for _ in $(seq 1 100); do [ -s "$out/fake.out" ] && break; sleep 0.1; done
 [ -s "$out/fake.out" ] || { echo "abuse: guestgate-fake did not start" >&2; cat "$out/fake.log" >&2; exit 1; }

@@ -36,6 +36,10 @@ struct Cli {
     /// The fake Genesys's `onMessage` limit per session per second (0: none).
     #[arg(long, default_value_t = 2)]
     genesys_rate_limit: u32,
+    /// Upstream latency: milliseconds the fake Genesys waits before answering
+    /// `configureSession` (0: at once).
+    #[arg(long, default_value_t = 0)]
+    configure_delay_ms: u64,
 }
 
 /// Open and total sockets of one plain upstream.
@@ -93,6 +97,7 @@ async fn run(cli: Cli) -> std::io::Result<()> {
         FakeGenesysConfig {
             agent_reply: false,
             rate_limit_per_sec: cli.genesys_rate_limit,
+            configure_delay: std::time::Duration::from_millis(cli.configure_delay_ms),
             ..FakeGenesysConfig::default()
         },
     );

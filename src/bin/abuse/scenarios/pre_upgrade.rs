@@ -37,28 +37,40 @@ enum Storm {
 /// 1000 connections (from spread addresses) upgrade on the Genesys route and reset at once.
 pub async fn reset_storm(args: &Args, report: &mut Report) -> Result<(), ClientError> {
     let n = args.connections.unwrap_or(1000);
-    let one = |i: usize| async move {
-        let run = async {
-            let mut s = tcp_connect(args.target, Some(spread_source(2, i))).await?;
-            s.write_all(upgrade_request(&args.browser(), &args.genesys_path).as_bytes())
-                .await
-                .map_err(|source| ClientError::Io {
-                    what: "writing the upgrade request",
-                    source,
-                })?;
-            let mut head = [0u8; 12];
-            let got = s.read_exact(&mut head).await.is_ok();
-            let _ = s.set_zero_linger();
-            drop(s);
-            Ok::<_, ClientError>(if got && head.starts_with(b"HTTP/1.1 101") {
-                Storm::Upgraded
-            } else {
-                Storm::Refused
-            })
-        };
-        match timeout(Duration::from_secs(10), run).await {
-            Ok(Ok(outcome)) => outcome,
-            _ => Storm::Failed,
+    // "Open and reset at once": every connection gets its answer (101 or a refusal) first,
+    // then all reset together, so each admitted set-up holds its slot until the reset and the
+    // cap, not the order of arrival, decides how many set-ups begin.
+    let all_answered = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+    let one = |i: usize| {
+        let all_answered = all_answered.clone();
+        async move {
+            let run = async {
+                let mut s = tcp_connect(args.target, Some(spread_source(2, i))).await?;
+                s.write_all(upgrade_request(&args.browser(), &args.genesys_path).as_bytes())
+                    .await
+                    .map_err(|source| ClientError::Io {
+                        what: "writing the upgrade request",
+                        source,
+                    })?;
+                let mut head = [0u8; 12];
+                let got = s.read_exact(&mut head).await.is_ok();
+                let outcome = if got && head.starts_with(b"HTTP/1.1 101") {
+                    Storm::Upgraded
+                } else {
+                    Storm::Refused
+                };
+                Ok::<_, ClientError>((s, outcome))
+            };
+            let answered = timeout(Duration::from_secs(10), run).await;
+            all_answered.wait().await;
+            match answered {
+                Ok(Ok((s, outcome))) => {
+                    let _ = s.set_zero_linger();
+                    drop(s);
+                    outcome
+                }
+                _ => Storm::Failed,
+            }
         }
     };
     let started = Instant::now();
