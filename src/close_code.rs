@@ -80,6 +80,10 @@ pub const UPSTREAM_AUTH_FAILED: CloseCode = CloseCode::new(4401, "upstream authe
 pub const UPSTREAM_RATE_LIMITED: CloseCode = CloseCode::new(4429, "upstream rate limited");
 /// The upstream sent something guestgate cannot relay (protocol error, bad reply).
 pub const UPSTREAM_BAD: CloseCode = CloseCode::new(4502, "upstream sent an invalid response");
+/// The page announced its resume ticket in the first frame (`?resume=first-frame`) and sent
+/// something else, nothing in time, or too much.
+pub const RESUME_FRAME_EXPECTED: CloseCode =
+    CloseCode::new(1008, "expected the resume frame first");
 /// The upstream's handshake did not select the subprotocol agreed with the browser.
 pub const UPSTREAM_SUBPROTOCOL: CloseCode =
     CloseCode::new(4502, "upstream did not agree to the subprotocol");
@@ -107,6 +111,7 @@ pub const ALL: &[CloseCode] = &[
     IDLE_GOING_AWAY,
     PROTOCOL_ERROR,
     POLICY_VIOLATION,
+    RESUME_FRAME_EXPECTED,
     TOO_BIG,
     INTERNAL,
     BROWSER_IDLE,

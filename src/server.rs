@@ -439,6 +439,7 @@ fn handle(
         request: BrowserRequest {
             query: req.uri().query().map(str::to_owned),
             subprotocol,
+            resume_ticket: None,
         },
     };
     let answer = upgrade.request.subprotocol.answer().map(str::to_owned);

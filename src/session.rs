@@ -15,6 +15,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::auth::resume::wants_first_frame;
+use crate::auth::resume_frame::{FIRST_FRAME_WAIT, FirstFrameError, read_resume_frame};
 use crate::close_code::{self, CloseCode};
 use crate::edge::SetupGuard;
 use crate::metrics::Metrics;
@@ -32,7 +34,7 @@ pub const SETUP_READ_AHEAD: usize = 4 << 10;
 /// session is being set up (the route's cap on concurrent set-ups) and released before relaying.
 pub async fn run<S>(
     mut browser: Leg<S>,
-    request: BrowserRequest,
+    mut request: BrowserRequest,
     route: &Route,
     setup_slot: SetupGuard,
     shutdown: &CancellationToken,
@@ -42,6 +44,29 @@ pub async fn run<S>(
 {
     let _open = metrics.open_connection(&route.name);
     let started = Instant::now();
+    if let Some((_, resume)) = &route.resume
+        && wants_first_frame(request.query.as_deref(), &resume.param)
+    {
+        // The page keeps its ticket out of the URL: it is the first frame, read (bounded in
+        // size and time) before any upstream work and never relayed.
+        match read_resume_frame(&mut browser.io, &mut browser.prefix, FIRST_FRAME_WAIT).await {
+            Ok(ticket) => request.resume_ticket = Some(ticket),
+            Err(FirstFrameError::Closed) => {
+                metrics.observe_session_setup(&route.name, "browser_gone", started.elapsed());
+                metrics.connection_finished(&route.name, "browser_gone");
+                return;
+            }
+            Err(e) => {
+                debug!(route = %route.name, error = %e, "no resume frame where the page announced one");
+                let code = close_code::RESUME_FRAME_EXPECTED;
+                metrics.observe_session_setup(&route.name, "rejected", started.elapsed());
+                metrics.connection_finished(&route.name, "rejected");
+                metrics.record_close(&route.name, "guestgate", Some(code.code));
+                Box::pin(reject(browser, code, route)).await;
+                return;
+            }
+        }
+    }
     let established = tokio::select! {
         biased;
         _ = shutdown.cancelled() => {

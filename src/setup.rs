@@ -99,6 +99,9 @@ pub struct BrowserRequest {
     pub query: Option<String>,
     /// The subprotocol agreed with the browser, if it offered any.
     pub subprotocol: Subprotocol,
+    /// A resume ticket the browser presented in its first frame (`?resume=first-frame`), kept
+    /// out of the URL and so out of access logs.
+    pub resume_ticket: Option<String>,
 }
 
 impl BrowserRequest {

@@ -13,6 +13,7 @@ pub mod flow;
 pub mod hello;
 pub mod http_client;
 pub mod resume;
+pub mod resume_frame;
 pub mod steps;
 pub mod template;
 pub mod token;

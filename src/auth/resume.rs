@@ -429,6 +429,24 @@ impl fmt::Debug for ResumeKeys {
     }
 }
 
+/// The ticket in the upgrade's query (`?{param}=...`), unless the page asked to present it in
+/// its first frame instead ([`crate::auth::resume_frame::FIRST_FRAME_MARKER`]).
+pub fn ticket_in_query(query: &str, param: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == param)
+        .map(|(_, value)| value.into_owned())
+        .filter(|t| t != crate::auth::resume_frame::FIRST_FRAME_MARKER)
+}
+
+/// Whether the page asked to present its ticket in the first frame (`?{param}=first-frame`).
+pub fn wants_first_frame(query: Option<&str>, param: &str) -> bool {
+    query.is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes()).any(|(name, value)| {
+            name == param && value == crate::auth::resume_frame::FIRST_FRAME_MARKER
+        })
+    })
+}
+
 /// Seconds since the Unix epoch now (0 if the clock is before 1970).
 pub fn unix_now() -> u64 {
     SystemTime::now()

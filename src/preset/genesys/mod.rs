@@ -16,7 +16,6 @@ use url::Url;
 use crate::auth::hello::{Condition, HelloSpec};
 
 pub mod doctor;
-pub mod first_frame;
 mod inject;
 mod limits;
 mod session;

@@ -151,10 +151,10 @@ impl GenesysPreset {
 /// fresh session; it is never an error for the browser.
 fn resume_ticket(ctx: &SetupContext<'_>, now: u64) -> Option<ResumeTicket> {
     let (keys, cfg) = ctx.resume?;
-    let query = ctx.browser.query.as_deref()?;
-    let ticket = url::form_urlencoded::parse(query.as_bytes())
-        .find(|(name, _)| *name == cfg.param.as_str())
-        .map(|(_, value)| value.into_owned())?;
+    let ticket = match &ctx.browser.resume_ticket {
+        Some(from_first_frame) => from_first_frame.clone(),
+        None => crate::auth::resume::ticket_in_query(ctx.browser.query.as_deref()?, &cfg.param)?,
+    };
     let renewed = keys.open(&ticket, ctx.route, now).and_then(|t| {
         t.renewed(now, cfg.ttl, cfg.max_lifetime)
             .ok_or(ResumeError::Expired)

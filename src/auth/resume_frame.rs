@@ -1,13 +1,9 @@
 //! Presenting a resume ticket in the browser's first frame instead of the URL query, so it
 //! stays out of access logs: a page that opens `/ws?resume=first-frame` sends
-//! `{"type":"guestgate","action":"resume","ticket":"..."}` as its first message, and the
-//! preset reads it before `configureSession`. The read is bounded in size
-//! ([`FIRST_FRAME_MAX`]) and time; the frame is consumed (never relayed upstream) and any
-//! bytes read after it are handed back for the relay.
-//!
-//! Status: the reader is complete and tested, but not yet wired: the set-up does not pass the
-//! browser leg to the preset (`session::run` → `setup::establish` → `SetupContext`), so
-//! nothing calls it yet and the README does not offer it.
+//! `{"type":"guestgate","action":"resume","ticket":"..."}` as its first message, and
+//! `session::run` reads it before the set-up starts (so before `configureSession`). The read is
+//! bounded in size ([`FIRST_FRAME_MAX`]) and time ([`FIRST_FRAME_WAIT`]); the frame is
+//! consumed (never relayed upstream) and any bytes read after it are handed back for the relay.
 
 use std::time::Duration;
 
@@ -107,5 +103,5 @@ fn complete_frame(buf: &[u8]) -> Result<Option<usize>, FirstFrameError> {
 }
 
 #[cfg(test)]
-#[path = "first_frame_tests.rs"]
+#[path = "resume_frame_tests.rs"]
 mod tests;
