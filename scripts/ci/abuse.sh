@@ -53,6 +53,7 @@ MAX_CONNECTIONS=2000      # server.max_connections: the idle flood holds more th
 IDLE_SOCKETS=3000
 WRITE_STALL=2             # /flood relay.write_stall_timeout and close_timeout, seconds
 CLOSE_TIMEOUT=1
+UPSTREAM_LATENCY_MS=1000  # the fake Genesys answers configureSession after this long
 TICKET_TTL=6              # /chat resume ttl and max_lifetime, seconds
 TICKET_MAX_LIFETIME=10
 FRAGMENT_BOUND=10         # routes.relay.message_timeout's default: a fragmented message's bound, seconds
@@ -103,7 +104,7 @@ print(sys.argv[3] if v is None else v)' "$@" ""
 
 # A real upstream takes time to answer configureSession; 1 s of it keeps the reset storm's
 # set-ups in flight until the storm's resets arrive, so the cap, not timing, bounds them.
-"$bin/guestgate-fake" --configure-delay-ms 1000 >"$out/fake.out" 2>"$out/fake.log" &
+"$bin/guestgate-fake" --configure-delay-ms "$UPSTREAM_LATENCY_MS" >"$out/fake.out" 2>"$out/fake.log" &
 pids+=($!)
 for _ in $(seq 1 100); do [ -s "$out/fake.out" ] && break; sleep 0.1; done
 [ -s "$out/fake.out" ] || { echo "abuse: guestgate-fake did not start" >&2; cat "$out/fake.log" >&2; exit 1; }
@@ -281,7 +282,7 @@ for sc in "${scenarios[@]}"; do
   timeout 120 "$bin/guestgate-abuse" "$sc" --target "127.0.0.1:$gg_port" --fake-stats "$stats" \
     --origin "$ORIGIN" --max-message "$max_message" --connections "$conns" \
     --fragment-bound-secs "$FRAGMENT_BOUND" --rate-limit-codes "$RATE_LIMIT_CODE" --handshake-timeout-secs "$HANDSHAKE_TIMEOUT" \
-    --max-setups "$MAX_SETUPS" --max-connections "$MAX_CONNECTIONS" --write-stall-secs "$WRITE_STALL" --close-timeout-secs "$CLOSE_TIMEOUT" \
+    --max-setups "$MAX_SETUPS" --upstream-latency-ms "$UPSTREAM_LATENCY_MS" --max-connections "$MAX_CONNECTIONS" --write-stall-secs "$WRITE_STALL" --close-timeout-secs "$CLOSE_TIMEOUT" \
     --ticket-ttl-secs "$TICKET_TTL" --ticket-max-lifetime-secs "$TICKET_MAX_LIFETIME" \
     >"$out/$sc.json" 2>"$out/$sc.log"
   rc=$?

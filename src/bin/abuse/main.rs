@@ -97,6 +97,10 @@ pub struct Args {
     /// guestgate's `server.max_connections` (the idle flood fills them first).
     #[arg(long, default_value_t = 10_000)]
     pub max_connections: usize,
+    /// The fake Genesys's own latency answering `configureSession`, in milliseconds: part of
+    /// every chat's set-up that guestgate does not control (the idle flood's bound adds it).
+    #[arg(long, default_value_t = 0)]
+    pub upstream_latency_ms: u64,
     /// The Genesys route's `edge.max_concurrent_setups` (the reset storm's bound).
     #[arg(long, default_value_t = 50)]
     pub max_setups: usize,
