@@ -8,7 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::{MASK, RawClient, gateway};
-use guestgate::mock::genesys::{FakeGenesys, FakeGenesysConfig};
+use guestgate::app::Running;
+use guestgate::mock::genesys::{FakeGenesys, FakeGenesysConfig, FakeGenesysHandle};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -26,15 +27,9 @@ async fn read_until(c: &mut RawClient, want: impl Fn(&Value) -> bool) -> Value {
     }
 }
 
-fn config(fake_url: &str, key_file: &std::path::Path) -> guestgate::config::Config {
-    let any = "127.0.0.1:0".parse().unwrap();
-    let mut c = guestgate::demo::demo_config(any, any, fake_url, Some(key_file));
-    c.server.shutdown_grace = Duration::from_secs(3);
-    c
-}
-
-#[tokio::test]
-async fn a_ticket_in_the_first_frame_resumes_and_is_not_relayed() {
+/// The fake Genesys and a guestgate in front of it with resume tickets (the key lives in the
+/// returned directory).
+async fn start() -> (FakeGenesysHandle, Running, tempfile::TempDir) {
     let fake = FakeGenesys::start(
         TcpListener::bind("127.0.0.1:0").await.unwrap(),
         FakeGenesysConfig::default(),
@@ -42,7 +37,16 @@ async fn a_ticket_in_the_first_frame_resumes_and_is_not_relayed() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("resume.key");
     std::fs::write(&key_file, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
-    let gg = gateway(&config(&fake.url(), &key_file)).await;
+    let any = "127.0.0.1:0".parse().unwrap();
+    let mut config = guestgate::demo::demo_config(any, any, &fake.url(), Some(&key_file));
+    config.server.shutdown_grace = Duration::from_secs(3);
+    let gg = gateway(&config).await;
+    (fake, gg, dir)
+}
+
+#[tokio::test]
+async fn a_ticket_in_the_first_frame_resumes_and_is_not_relayed() {
+    let (fake, gg, _dir) = start().await;
 
     let mut c = RawClient::connect(gg.addr, "").await;
     let ready = read_until(&mut c, |v| v["class"] == "SessionReady").await;
@@ -73,14 +77,7 @@ async fn a_ticket_in_the_first_frame_resumes_and_is_not_relayed() {
 
 #[tokio::test]
 async fn announcing_the_frame_and_sending_something_else_closes_1008() {
-    let fake = FakeGenesys::start(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        FakeGenesysConfig::default(),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("resume.key");
-    std::fs::write(&key_file, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
-    let gg = gateway(&config(&fake.url(), &key_file)).await;
+    let (fake, gg, _dir) = start().await;
 
     let mut c = RawClient::connect_path(gg.addr, "/ws?resume=first-frame", "").await;
     let msg = json!({"action":"onMessage","message":{"type":"Text","text":"hi"}});
