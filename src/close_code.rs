@@ -102,6 +102,13 @@ pub const UPSTREAM_TIMEOUT: CloseCode = CloseCode::new(4504, "upstream timed out
 pub const UPSTREAM_SESSION_REFUSED: CloseCode =
     CloseCode::new(4400, "upstream refused the session");
 
+/// The upstream conversation session ended for good (Genesys: expired, cleared, not found):
+/// the page drops its resume ticket; its next connection starts a new conversation.
+pub const SESSION_ENDED: CloseCode = CloseCode::new(
+    4410,
+    "conversation ended; reconnect without the resume ticket",
+);
+
 /// Every code guestgate sends, for documentation and tests.
 pub const ALL: &[CloseCode] = &[
     NORMAL,
@@ -118,6 +125,7 @@ pub const ALL: &[CloseCode] = &[
     MESSAGE_RATE_LIMITED,
     MESSAGE_TIMEOUT,
     NO_COMMON_SUBPROTOCOL,
+    SESSION_ENDED,
     UPSTREAM_SESSION_REFUSED,
     UPSTREAM_AUTH_FAILED,
     UPSTREAM_REFUSED,

@@ -48,6 +48,9 @@ pub fn demo_config(
             .map(|s| s.to_string())
             .collect(),
         ready_timeout: std::time::Duration::from_secs(10),
+        api_url: None,
+        attachments: true,
+        message_queue: 16,
     }));
     route.resume = resume_key_file.map(|path| {
         ResumeConfig::new(vec![SecretSource {

@@ -20,6 +20,7 @@ use crate::auth::resume_frame::{FIRST_FRAME_WAIT, FirstFrameError, read_resume_f
 use crate::close_code::{self, CloseCode};
 use crate::edge::SetupGuard;
 use crate::metrics::Metrics;
+use crate::preset::MediatorContext;
 use crate::relay::{self, Leg, LiveStats, Pump, PumpConfig, PumpStats, RelayExtras, Side};
 use crate::route::Route;
 use crate::setup::{self, BrowserRequest};
@@ -29,6 +30,9 @@ use crate::ws::frame::OwnFrame;
 /// waits for the greeting before it speaks; reading stops at this bound (the socket's own
 /// buffers then apply back-pressure) and resumes when the relay starts.
 pub const SETUP_READ_AHEAD: usize = 4 << 10;
+
+/// Bytes in flight each way between the relay and a preset's mediator.
+const MEDIATOR_BUFFER: usize = 64 << 10;
 
 /// Runs one upgraded browser connection to its end. `setup_slot` is held while the upstream
 /// session is being set up (the route's cap on concurrent set-ups) and released before relaying.
@@ -122,26 +126,39 @@ pub async fn run<S>(
         transform: established.transform,
         live: Some(live.clone()),
     };
-    let relay = relay::relay_transports(
-        browser,
-        established.upstream,
-        &route.relay,
-        extras,
-        shutdown,
-    );
-    tokio::pin!(relay);
-    // Long chats show up in the traffic metrics while they last, not only when they end.
     let mut flushed = Flushed::default();
-    let mut tick = tokio::time::interval_at(
-        tokio::time::Instant::now() + route.relay.metrics_flush,
-        route.relay.metrics_flush,
-    );
-    let report = loop {
-        tokio::select! {
-            report = &mut relay => break report,
-            _ = tick.tick() => {
-                flushed.flush(metrics, &route.name, live.0.snapshot(), live.1.snapshot());
-            }
+    let report = match established.mediator {
+        None => {
+            let relay = relay::relay_transports(
+                browser,
+                established.upstream,
+                &route.relay,
+                extras,
+                shutdown,
+            );
+            publishing(relay, route, metrics, &live, &mut flushed).await
+        }
+        Some(mediator) => {
+            // The relay's upstream leg is an in-process duplex; the mediator owns its other
+            // end and the real upstream leg. When the relay ends, its end is dropped, which
+            // ends the mediator too.
+            let (relay_end, mediator_end) = tokio::io::duplex(MEDIATOR_BUFFER);
+            let relay = relay::relay_transports(
+                browser,
+                Leg::new(relay_end),
+                &route.relay,
+                extras,
+                shutdown,
+            );
+            let ctx = MediatorContext {
+                route: &route.name,
+                relay: &route.relay,
+                resume: route.resume.as_ref(),
+                metrics,
+            };
+            let mediate = mediator.run(mediator_end, established.upstream, ctx);
+            let both = async { tokio::join!(relay, mediate).0 };
+            publishing(both, route, metrics, &live, &mut flushed).await
         }
     };
     flushed.flush(
@@ -166,6 +183,33 @@ pub async fn run<S>(
         spliced_from_upstream = report.from_upstream.spliced,
         "connection ended"
     );
+}
+
+/// Waits for `relay` while publishing its live traffic to the metrics every
+/// `relay.metrics_flush_interval`, so long chats show up while they last.
+async fn publishing<F>(
+    relay: F,
+    route: &Route,
+    metrics: &Metrics,
+    live: &(Arc<LiveStats>, Arc<LiveStats>),
+    flushed: &mut Flushed,
+) -> relay::RelayReport
+where
+    F: Future<Output = relay::RelayReport>,
+{
+    tokio::pin!(relay);
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + route.relay.metrics_flush,
+        route.relay.metrics_flush,
+    );
+    loop {
+        tokio::select! {
+            report = &mut relay => return report,
+            _ = tick.tick() => {
+                flushed.flush(metrics, &route.name, live.0.snapshot(), live.1.snapshot());
+            }
+        }
+    }
 }
 
 /// Runs `setup` while watching the browser leg: bytes the browser sends are appended to its

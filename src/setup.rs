@@ -10,7 +10,7 @@ use crate::auth::hello::HelloError;
 use crate::close_code::{self, CloseCode};
 use crate::handshake::Subprotocol;
 use crate::metrics::Metrics;
-use crate::preset::SetupContext;
+use crate::preset::{Mediator, SetupContext};
 use crate::relay::{Leg, MessageTransform};
 use crate::route::{FlowUpstream, Route, RouteUpstream};
 use crate::upstream::{self, UpstreamError, UpstreamStream, UpstreamTarget};
@@ -23,6 +23,8 @@ pub struct Established {
     pub transform: Option<Box<dyn MessageTransform>>,
     /// A text message guestgate sends the browser before relaying (e.g. `SessionReady`).
     pub greeting: Option<String>,
+    /// A preset's message-level layer between the relay and the upstream leg.
+    pub mediator: Option<Mediator>,
 }
 
 impl Established {
@@ -32,6 +34,7 @@ impl Established {
             upstream,
             transform: None,
             greeting: None,
+            mediator: None,
         }
     }
 }

@@ -94,6 +94,43 @@ impl PresetConfig {
     }
 }
 
+/// A preset's message-level layer between the relay and the upstream socket, for presets
+/// whose features need whole messages (see `genesys::conversation`). The relay's upstream leg
+/// is then an in-process duplex whose other end the mediator owns.
+pub enum Mediator {
+    /// The Genesys conversation layer.
+    Genesys(Box<genesys::Conversation>),
+}
+
+impl Mediator {
+    /// Runs between `page` (the relay's end of the duplex) and the upstream leg until either
+    /// side ends it.
+    pub async fn run<P>(
+        self,
+        page: P,
+        upstream: crate::relay::Leg<crate::upstream::UpstreamStream>,
+        ctx: MediatorContext<'_>,
+    ) where
+        P: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        match self {
+            Mediator::Genesys(c) => c.run(page, upstream, ctx).await,
+        }
+    }
+}
+
+/// What a mediator borrows from its route.
+pub struct MediatorContext<'a> {
+    /// The route's name (metrics, tickets).
+    pub route: &'a str,
+    /// Limits and timers.
+    pub relay: &'a RelayConfig,
+    /// Resume keys, for tickets issued mid-connection.
+    pub resume: Option<&'a Resume>,
+    /// Counters.
+    pub metrics: &'a Metrics,
+}
+
 /// The route's resume settings, when it has them: the keys and the config.
 pub type Resume = (ResumeKeys, ResumeConfig);
 

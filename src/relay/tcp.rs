@@ -34,6 +34,17 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     }
 }
 
+/// An in-process leg (a preset's mediator sits at its other end).
+impl Transport for tokio::io::DuplexStream {
+    fn is_plain_tcp(&self) -> bool {
+        false
+    }
+
+    fn into_plain_tcp(self) -> Result<TcpStream, Self> {
+        Err(self)
+    }
+}
+
 impl Transport for TcpStream {
     fn is_plain_tcp(&self) -> bool {
         true

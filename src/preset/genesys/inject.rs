@@ -45,6 +45,26 @@ struct InjectToken {
 
 impl MessageTransform for InjectToken {
     fn transform(&mut self, opcode: u8, message: &[u8]) -> Result<Vec<u8>, &'static str> {
+        let request = Request::parse(opcode, message)?;
+        if !self.allowed.contains(&request.action) {
+            return Err("action not allowed");
+        }
+        Ok(request.with_token(&self.token_json))
+    }
+}
+
+/// A browser request checked for shape: a JSON object with one string `action` and no
+/// repeated field (but `token`, which is dropped anyway).
+pub(crate) struct Request<'a> {
+    /// The request's `action`.
+    pub action: String,
+    fields: Vec<(String, &'a RawValue)>,
+    size: usize,
+}
+
+impl<'a> Request<'a> {
+    /// Parses the top level of a browser message (see the module docs for what is refused).
+    pub fn parse(opcode: u8, message: &'a [u8]) -> Result<Self, &'static str> {
         if opcode != 1 {
             return Err("only JSON text messages are allowed");
         }
@@ -69,28 +89,33 @@ impl MessageTransform for InjectToken {
             }
         }
         let action = action.ok_or("message has no action")?;
-        match serde_json::from_str::<String>(action.get()) {
-            Ok(a) if self.allowed.contains(&a) => {}
-            Ok(_) => return Err("action not allowed"),
-            Err(_) => return Err("message has no action"),
-        }
-        Ok(self.reserialize(&fields, message.len()))
+        let action =
+            serde_json::from_str::<String>(action.get()).map_err(|_| "message has no action")?;
+        Ok(Request {
+            action,
+            fields,
+            size: message.len(),
+        })
     }
-}
 
-impl InjectToken {
-    /// The page's fields (but any `token`) copied verbatim, then guestgate's `token`.
-    fn reserialize(&self, fields: &[(String, &RawValue)], size_hint: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(size_hint + self.token_json.len() + 16);
+    /// A field's raw JSON value.
+    pub fn field(&self, name: &str) -> Option<&'a RawValue> {
+        self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+
+    /// The page's fields (but any `token`) copied verbatim, then guestgate's `token`, given as
+    /// a JSON string literal with its quotes.
+    pub fn with_token(&self, token_json: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.size + token_json.len() + 16);
         out.push(b'{');
-        for (name, value) in fields.iter().filter(|(name, _)| name != "token") {
+        for (name, value) in self.fields.iter().filter(|(name, _)| name != "token") {
             serde_json::to_writer(&mut out, name).expect("writing to a Vec cannot fail");
             out.push(b':');
             out.extend_from_slice(value.get().as_bytes());
             out.push(b',');
         }
         out.extend_from_slice(b"\"token\":");
-        out.extend_from_slice(self.token_json.as_bytes());
+        out.extend_from_slice(token_json.as_bytes());
         out.push(b'}');
         out
     }

@@ -15,11 +15,13 @@ use url::Url;
 
 use crate::auth::hello::{Condition, HelloSpec};
 
+mod conversation;
 pub mod doctor;
-mod inject;
+pub(crate) mod inject;
 mod limits;
-mod session;
+pub(crate) mod session;
 
+pub use conversation::Conversation;
 pub use inject::MAX_FIELDS;
 pub use limits::BROWSER_MESSAGE_LIMIT;
 pub use session::GenesysPreset;
@@ -83,7 +85,33 @@ pub struct GenesysConfig {
     /// How long `configureSession` may take to be answered.
     #[serde(default = "default_ready", with = "humantime_serde")]
     pub ready_timeout: Duration,
+    /// Overrides the REST base URL for history reads. Unset: `https://api.{domain}`, or with
+    /// `base_url` its host and port (`http` for `ws`, `https` for `wss`).
+    #[serde(default)]
+    pub api_url: Option<Url>,
+    /// Whether pages may use attachments (`onAttachment`, `getAttachment`,
+    /// `deleteAttachment`); what may be uploaded is the deployment's to say.
+    #[serde(default = "default_true")]
+    pub attachments: bool,
+    /// How many `onMessage` requests may wait for Genesys's 2-per-second limit per connection;
+    /// past it the page gets a `MessageNotSent` frame.
+    #[serde(default = "default_queue")]
+    pub message_queue: usize,
 }
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_queue() -> usize {
+    16
+}
+
+/// Most paced requests a route may let wait per connection.
+pub const MAX_MESSAGE_QUEUE: usize = 256;
+
+/// Attachment actions, allowed unless the route sets `attachments = false`.
+pub const ATTACHMENT_ACTIONS: &[&str] = &["onAttachment", "getAttachment", "deleteAttachment"];
 
 fn default_actions() -> Vec<String> {
     DEFAULT_ACTIONS.iter().map(|s| s.to_string()).collect()
@@ -110,12 +138,17 @@ impl GenesysConfig {
             }
             _ => {}
         }
-        if let Some(u) = &self.config_url
-            && !matches!(u.scheme(), "http" | "https")
-        {
+        for (name, url) in [("config_url", &self.config_url), ("api_url", &self.api_url)] {
+            if let Some(u) = url
+                && !matches!(u.scheme(), "http" | "https")
+            {
+                return Err((key(name), "must be an http:// or https:// URL".into()));
+            }
+        }
+        if !(1..=MAX_MESSAGE_QUEUE).contains(&self.message_queue) {
             return Err((
-                key("config_url"),
-                "must be an http:// or https:// URL".into(),
+                key("message_queue"),
+                format!("must be 1 to {MAX_MESSAGE_QUEUE}"),
             ));
         }
         let id_ok = !self.deployment_id.is_empty()
@@ -177,6 +210,34 @@ impl GenesysConfig {
             "/webdeployments/v1/deployments/{}/config.json",
             self.deployment_id
         );
+        self.http_url("api-cdn", &path)
+    }
+
+    /// The REST API's base (see [`GenesysConfig::api_url`]).
+    pub fn api_base_url(&self) -> Url {
+        match &self.api_url {
+            Some(url) => url.clone(),
+            None => self.http_url("api", "/"),
+        }
+    }
+
+    /// Every page action passed to Genesys: the allowlist, plus attachments when on.
+    pub fn page_actions(&self) -> Vec<String> {
+        let mut actions = self.allowed_actions.clone();
+        if self.attachments {
+            for a in ATTACHMENT_ACTIONS {
+                if !actions.iter().any(|x| x == a) {
+                    actions.push((*a).to_owned());
+                }
+            }
+        } else {
+            actions.retain(|a| !ATTACHMENT_ACTIONS.contains(&a.as_str()));
+        }
+        actions
+    }
+
+    /// `https://{service}.{domain}{path}`, or with `base_url` its host and port.
+    fn http_url(&self, service: &str, path: &str) -> Url {
         let text = match (&self.base_url, &self.domain) {
             (Some(base), _) => {
                 let scheme = if base.scheme() == "wss" {
@@ -195,7 +256,7 @@ impl GenesysConfig {
                     None => format!("{scheme}://{host}{path}"),
                 }
             }
-            (None, Some(domain)) => format!("https://api-cdn.{domain}{path}"),
+            (None, Some(domain)) => format!("https://{service}.{domain}{path}"),
             (None, None) => unreachable!("validated"),
         };
         Url::parse(&text).expect("a validated host and id make a valid URL")
@@ -245,6 +306,9 @@ mod tests {
             application: None,
             allowed_actions: default_actions(),
             ready_timeout: default_ready(),
+            api_url: None,
+            attachments: true,
+            message_queue: default_queue(),
         }
     }
 

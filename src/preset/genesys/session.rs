@@ -5,14 +5,17 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, header};
 use serde_json::{Value, json};
 use tracing::debug;
 
 use super::GenesysConfig;
-use crate::auth::hello;
+use super::conversation::{Conversation, HistoryApi};
+use crate::auth::hello::{self, HelloError};
 use crate::auth::resume::{ResumeError, ResumeTicket, unix_now};
 use crate::config::RelaySettings;
+use crate::preset::Mediator;
 use crate::preset::{PresetContext, SetupContext};
 use crate::relay::{RateLimit, RelayConfig};
 use crate::secret::Secret;
@@ -36,22 +39,31 @@ pub const DEFAULT_BROWSER_RATE: RateLimit = RateLimit {
 pub struct GenesysPreset {
     config: GenesysConfig,
     target: UpstreamTarget,
+    api: std::sync::Arc<HistoryApi>,
 }
 
 impl GenesysPreset {
     /// The deployment's socket with its Origin, over the route's TLS settings.
     pub fn new(config: GenesysConfig, ctx: PresetContext) -> Result<Self, String> {
-        let origin = HeaderValue::from_str(&config.origin_header())
-            .map_err(|_| "genesys.origin: not a valid header value".to_owned())?;
+        let origin = origin_value(&config)?;
         let mut headers = HeaderMap::new();
         headers.insert(header::ORIGIN, origin);
+        let api = std::sync::Arc::new(HistoryApi::new(
+            config.api_base_url(),
+            origin_value(&config)?,
+            &ctx,
+        )?);
         let target = UpstreamTarget {
             url: config.socket_url(),
             headers,
             tls: ctx.tls,
             timeout: ctx.connect_timeout,
         };
-        Ok(Self { config, target })
+        Ok(Self {
+            config,
+            target,
+            api,
+        })
     }
 
     /// The preset's settings.
@@ -75,49 +87,71 @@ impl GenesysPreset {
         }
     }
 
-    /// Connects, configures (or resumes) the guest session and prepares the greeting and the
-    /// token-inserting rewrite of browser messages.
+    /// Connects, configures (or resumes) the guest session and prepares the conversation
+    /// layer that greets the page and carries the session (see `conversation`).
     pub async fn establish(&self, ctx: &SetupContext<'_>) -> Result<Established, SetupError> {
         let mut leg = setup::connect(&self.target, None, ctx.route, ctx.metrics).await?;
         let now = unix_now();
-        let resumed = resume_ticket(ctx, now);
-        let token = match &resumed {
+        let mut resumed = resume_ticket(ctx, now);
+        let mut token = match &resumed {
             Some(ticket) => ticket.session_token.expose().to_owned(),
             None => uuid::Uuid::new_v4().to_string(),
         };
         let hello_started = Instant::now();
-        let spec = self.config.hello(&token);
+        let mut previous = None;
+        let prefix = std::mem::take(&mut leg.prefix);
         let (ready, rest) =
-            hello::exchange(&mut leg.io, std::mem::take(&mut leg.prefix), &spec).await?;
+            match hello::exchange(&mut leg.io, prefix, &self.config.hello(&token)).await {
+                Err(HelloError::Refused {
+                    code: Some(4006 | 4007),
+                }) if resumed.is_some() => {
+                    // The ticket's session is gone upstream (expired, cleared): the old ticket stops
+                    // resuming and the page gets a new conversation, not an error loop.
+                    ctx.metrics.resume_attempt("ended");
+                    resumed = None;
+                    previous = Some("ended");
+                    token = uuid::Uuid::new_v4().to_string();
+                    hello::exchange(&mut leg.io, Bytes::new(), &self.config.hello(&token)).await?
+                }
+                other => other?,
+            };
         ctx.metrics
             .observe_setup_step(ctx.route, "hello_ready", hello_started.elapsed());
         leg.prefix = rest;
-        let new_session = ready
-            .pointer("/body/newSession")
-            .cloned()
-            .unwrap_or(Value::Null);
+        let body = ready.get("body").cloned().unwrap_or(Value::Null);
+        let new_session = body.get("newSession") == Some(&Value::Bool(true));
         if resumed.is_some() {
-            let outcome = if new_session == Value::Bool(false) {
-                "resumed"
-            } else {
-                "fresh"
-            };
-            ctx.metrics.resume_attempt(outcome);
+            ctx.metrics
+                .resume_attempt(if new_session { "fresh" } else { "resumed" });
         }
-        let mut body = json!({ "newSession": new_session });
-        if let Some((keys, cfg)) = ctx.resume {
+        let token = Secret::new(token);
+        let ticket = ctx.resume.map(|(keys, cfg)| {
             // A renewal keeps the conversation's first issue time, so renewing never extends
-            // it past `max_lifetime`.
-            let ticket = resumed.unwrap_or_else(|| {
-                ResumeTicket::new(ctx.route, Secret::new(token.clone()), now, cfg.ttl)
-            });
-            body["resumeTicket"] = Value::String(keys.seal(&ticket));
-        }
-        let greeting = json!({ "type": "guestgate", "class": "SessionReady", "body": body });
+            // it past `max_lifetime`; a session that turned out new gets a ticket of its own.
+            let ticket = match resumed.take() {
+                Some(t) if !new_session => t,
+                _ => ResumeTicket::new(ctx.route, token.clone(), now, cfg.ttl),
+            };
+            keys.seal(&ticket)
+        });
+        // Replaying only makes sense into the same conversation.
+        let after = after_param(ctx).filter(|_| !new_session);
+        let conversation = Conversation {
+            token,
+            deployment_id: self.config.deployment_id.clone(),
+            allowed: self.config.page_actions(),
+            attachments: self.config.attachments,
+            greeting: session_ready(&body, ticket, previous),
+            after,
+            api: self.api.clone(),
+            queue_capacity: self.config.message_queue,
+            reply_timeout: self.config.ready_timeout,
+        };
         Ok(Established {
             upstream: leg,
-            transform: Some(self.config.transform(&token)),
-            greeting: Some(greeting.to_string()),
+            transform: None,
+            greeting: None,
+            mediator: Some(Mediator::Genesys(Box::new(conversation))),
         })
     }
 
@@ -144,6 +178,64 @@ impl GenesysPreset {
         ));
         lines
     }
+}
+
+/// The `SessionReady` frame: the `SessionResponse` body's public fields (`newSession`,
+/// `readOnly`, `allowedMedia`, ...), the resume ticket, and `previousSession: "ended"` when the
+/// page's ticket named a session that is gone.
+pub(crate) fn session_ready(
+    response: &Value,
+    ticket: Option<String>,
+    previous: Option<&str>,
+) -> String {
+    let mut body = serde_json::Map::new();
+    for key in SESSION_FIELDS {
+        if let Some(v) = response.get(*key) {
+            body.insert((*key).to_owned(), v.clone());
+        }
+    }
+    body.entry("newSession").or_insert(Value::Null);
+    if let Some(t) = ticket {
+        body.insert("resumeTicket".into(), Value::String(t));
+    }
+    if let Some(p) = previous {
+        body.insert("previousSession".into(), Value::String(p.to_owned()));
+    }
+    json!({ "type": "guestgate", "class": "SessionReady", "body": body }).to_string()
+}
+
+/// `SessionResponse` fields a page may see (nothing in it is a credential; listed so a new
+/// upstream field is not passed on unread).
+const SESSION_FIELDS: &[&str] = &[
+    "newSession",
+    "readOnly",
+    "clearedExistingSession",
+    "maxCustomDataBytes",
+    "durationSeconds",
+    "expirationDate",
+    "allowedMedia",
+];
+
+/// Longest message id accepted in `after`.
+const MAX_AFTER_LEN: usize = 128;
+
+/// The `after` query parameter: the id of the last message a reconnecting page saw. Ignored
+/// unless it looks like an id.
+fn after_param(ctx: &SetupContext<'_>) -> Option<String> {
+    let query = ctx.browser.query.as_deref()?;
+    let (_, value) = url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "after")?;
+    let ok = !value.is_empty()
+        && value.len() <= MAX_AFTER_LEN
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+    ok.then(|| value.into_owned())
+}
+
+/// The deployment's Origin as a header value.
+fn origin_value(config: &GenesysConfig) -> Result<HeaderValue, String> {
+    HeaderValue::from_str(&config.origin_header())
+        .map_err(|_| "genesys.origin: not a valid header value".to_owned())
 }
 
 /// The renewal of the browser's resume ticket, if it presented a valid one still within

@@ -28,6 +28,8 @@
 //!
 //! Histogram buckets run from 1 ms to 30 s ([`SETUP_BUCKETS`]).
 
+pub mod genesys;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,7 +104,7 @@ pub const TOKEN_FETCH_OUTCOMES: [&str; 6] = [
     "breaker_open",
 ];
 /// Session resume outcomes (`guestgate_resume_attempts_total`).
-pub const RESUME_OUTCOMES: [&str; 4] = ["resumed", "fresh", "tampered", "expired"];
+pub const RESUME_OUTCOMES: [&str; 5] = ["resumed", "fresh", "ended", "tampered", "expired"];
 
 /// Histogram bucket bounds in seconds: 1 ms (a local token cache hit) to 30 s (the longest
 /// sensible setup deadline), roughly 1-2.5-5 per decade.
@@ -151,6 +153,8 @@ pub struct Metrics {
     token_fetches: IntCounterVec,
     token_expiry: GaugeVec,
     resume_attempts: IntCounterVec,
+    /// The Genesys conversation layer's counters.
+    pub genesys: genesys::GenesysMetrics,
 }
 
 impl Metrics {
@@ -260,6 +264,7 @@ impl Metrics {
                 "Browser session resume attempts by outcome.",
                 &["outcome"],
             )?,
+            genesys: genesys::GenesysMetrics::new(registry)?,
         };
 
         // Route-less closed sets start at 0 so rate() and alerts see the series from the start.
@@ -447,5 +452,5 @@ pub fn render(registry: &Registry) -> String {
 }
 
 #[cfg(test)]
-#[path = "metrics_tests.rs"]
+#[path = "tests.rs"]
 mod tests;

@@ -392,7 +392,7 @@ fn every_guestgate_metric_is_prefixed_and_documented() {
     m.observe_session_setup("chat", "relayed", Duration::from_millis(1));
     m.observe_setup_step("chat", "http_step", Duration::from_millis(1));
     m.set_token_expiry("chat", Duration::from_secs(1));
-    let module_doc = include_str!("metrics.rs");
+    let module_doc = include_str!("mod.rs");
     for family in registry.gather() {
         let name = family.name();
         if name.starts_with("process_") {
