@@ -215,7 +215,8 @@ impl FakeGenesysHandle {
         self.state.upgrades.snapshot()
     }
 
-    /// Paths of plain HTTP requests (`config.json` fetches and strays), in arrival order.
+    /// Paths of plain HTTP requests (`config.json` fetches, history REST calls, storage
+    /// uploads and downloads, strays), in arrival order.
     pub fn config_requests(&self) -> Vec<String> {
         self.state.config_requests.snapshot()
     }
