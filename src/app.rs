@@ -156,6 +156,9 @@ pub async fn start_with(
     };
     for route in &routes {
         metrics.init_route(&route.name);
+        if let crate::route::RouteUpstream::Preset(preset) = &route.upstream {
+            preset.init_metrics(&route.name, &metrics);
+        }
     }
     let bind = |what, addr| listen(addr).map_err(|source| StartError::Bind { what, addr, source });
     let listener = bind("browser", config.server.listen)?;

@@ -224,6 +224,9 @@ pub struct ResumeTicket {
     pub expires_at_unix: u64,
     /// When the conversation's first ticket was issued (seconds since the Unix epoch).
     pub first_issued_at_unix: u64,
+    /// A signed-in customer's refresh token (Genesys authenticated messaging): the ticket then
+    /// resumes the signed-in session on any replica with the key.
+    pub refresh_token: Option<Secret>,
 }
 
 impl ResumeTicket {
@@ -240,7 +243,14 @@ impl ResumeTicket {
             issued_at_unix: now_unix,
             expires_at_unix: now_unix.saturating_add(ttl.as_secs()),
             first_issued_at_unix: now_unix,
+            refresh_token: None,
         }
+    }
+
+    /// The same ticket carrying a signed-in customer's refresh token.
+    pub fn with_refresh_token(mut self, refresh_token: Option<Secret>) -> Self {
+        self.refresh_token = refresh_token;
+        self
     }
 
     /// The ticket that replaces this one at `now_unix`: same route, token and first issue
@@ -257,6 +267,7 @@ impl ResumeTicket {
             issued_at_unix: now_unix,
             expires_at_unix,
             first_issued_at_unix: self.first_issued_at_unix,
+            refresh_token: self.refresh_token.clone(),
         })
     }
 }
@@ -273,6 +284,9 @@ struct Wire<'a> {
     /// Absent in tickets sealed before it existed: then the ticket's `i`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     f: Option<u64>,
+    /// A signed-in customer's refresh token; absent for guests.
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    rt: Option<Cow<'a, str>>,
 }
 
 /// Why a ticket was not accepted. Holds nothing from the ticket.
@@ -345,6 +359,10 @@ impl ResumeKeys {
             i: ticket.issued_at_unix,
             e: ticket.expires_at_unix,
             f: Some(ticket.first_issued_at_unix),
+            rt: ticket
+                .refresh_token
+                .as_ref()
+                .map(|t| Cow::Borrowed(t.expose())),
         })
         .expect("serializing strings and integers cannot fail");
         let nonce: [u8; 12] = rand::random();
@@ -409,6 +427,7 @@ impl ResumeKeys {
             issued_at_unix: wire.i,
             expires_at_unix: wire.e,
             first_issued_at_unix: wire.f.unwrap_or(wire.i),
+            refresh_token: wire.rt.map(|t| Secret::new(t.into_owned())),
         })
     }
 }

@@ -33,6 +33,36 @@ fn round_trip() {
 }
 
 #[test]
+fn a_signed_in_ticket_carries_the_refresh_token_sealed_and_through_renewals() {
+    let keys = keys(&[K1]);
+    let refresh = "canary-refresh-token-9d1e";
+    let t = ticket("genesys").with_refresh_token(Some(Secret::new(refresh)));
+    let sealed = keys.seal(&t);
+    assert!(!sealed.contains(refresh));
+    let opened = keys.open(&sealed, "genesys", NOW + 1).unwrap();
+    assert_eq!(
+        opened.refresh_token.as_ref().map(Secret::expose),
+        Some(refresh)
+    );
+    let renewed = opened
+        .renewed(
+            NOW + 2,
+            Duration::from_secs(3600),
+            Duration::from_secs(7200),
+        )
+        .unwrap();
+    assert_eq!(
+        renewed.refresh_token.as_ref().map(Secret::expose),
+        Some(refresh)
+    );
+    // A guest ticket has none.
+    let guest = keys
+        .open(&keys.seal(&ticket("genesys")), "genesys", NOW)
+        .unwrap();
+    assert_eq!(guest.refresh_token, None);
+}
+
+#[test]
 fn tokens_needing_json_escapes_survive() {
     let keys = keys(&[K1]);
     let mut t = ticket("r");

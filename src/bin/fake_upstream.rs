@@ -5,6 +5,9 @@
 //! endpoint whose `GET /` answers one JSON object of session counts, so the attacker can check
 //! from outside how much upstream work guestgate did and whether any of it stayed open.
 //!
+//! The Genesys address also serves the fake's history REST API and attachment storage;
+//! `--agent-every-ms`/`--agent-max` make its agent write on a timer (see `FakeGenesysConfig`).
+//!
 //! Prints one line `{"genesys":ADDR,"echo":ADDR,"flood":ADDR,"stats":ADDR}` once every
 //! listener is bound, then runs until SIGTERM/SIGINT.
 
@@ -40,6 +43,13 @@ struct Cli {
     /// `configureSession` (0: at once).
     #[arg(long, default_value_t = 0)]
     configure_delay_ms: u64,
+    /// The fake Genesys's agent writes "agent message N" to every live session this often,
+    /// in milliseconds, whether or not a socket is open (0: never).
+    #[arg(long, default_value_t = 0)]
+    agent_every_ms: u64,
+    /// At most this many periodic agent messages per conversation (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    agent_max: u64,
 }
 
 /// Open and total sockets of one plain upstream.
@@ -98,6 +108,9 @@ async fn run(cli: Cli) -> std::io::Result<()> {
             agent_reply: false,
             rate_limit_per_sec: cli.genesys_rate_limit,
             configure_delay: std::time::Duration::from_millis(cli.configure_delay_ms),
+            agent_every: (cli.agent_every_ms > 0)
+                .then(|| std::time::Duration::from_millis(cli.agent_every_ms)),
+            agent_max: cli.agent_max,
             ..FakeGenesysConfig::default()
         },
     );

@@ -22,7 +22,8 @@
 //! | `guestgate_closes_total` | counter | `route`, `initiator`, `code_class` | Relayed connections ended, by who ended them (`browser`, `upstream`, `guestgate`) and the close code class (see [`code_class`]). |
 //! | `guestgate_token_fetches_total` | counter | `route`, `outcome` | OAuth token requests: `success`, `rejected`, `transient`, `timeout`, `bad_response`, `breaker_open`. |
 //! | `guestgate_token_expiry_seconds` | gauge | `route` | Seconds until the cached token expires, as of the last fetch. |
-//! | `guestgate_resume_attempts_total` | counter | `outcome` | Browser session resume attempts: `resumed`, `fresh`, `tampered`, `expired`. |
+//! | `guestgate_resume_attempts_total` | counter | `outcome` | Browser session resume attempts: `resumed`, `fresh`, `ended`, `tampered`, `expired`. |
+//! | `guestgate_genesys_*` | counter | `route`, ... | The Genesys conversation layer (see [`genesys`]): history and JWT fetches, attachments, pacing, replays, ended sessions. |
 //! | `guestgate_build_info` | gauge | `version` | Always 1; the label carries the crate version. |
 //! | `process_*` | various | none | CPU, memory, file descriptors and start time of the guestgate process (Linux). |
 //!

@@ -250,6 +250,21 @@ impl Lifecycle {
         self.addr
     }
 
+    /// Runs a background task of the fake (a timer, say) until it ends or the fake stops;
+    /// `shutdown` waits for it like for a connection.
+    pub(crate) fn spawn_task<Fut>(&self, task: Fut)
+    where
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let c = self.cancel.clone();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                _ = c.cancelled() => {}
+                _ = task => {}
+            }
+        });
+    }
+
     /// Stops accepting, drops every connection, and waits for the tasks to finish.
     pub(crate) async fn shutdown(&self) {
         self.cancel.cancel();

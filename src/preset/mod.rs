@@ -169,6 +169,13 @@ impl Preset {
         }
     }
 
+    /// Creates the zero-valued series of the preset's own metrics for `route`.
+    pub fn init_metrics(&self, route: &str, metrics: &Metrics) {
+        match self {
+            Preset::Genesys(_) => metrics.genesys.init_route(route),
+        }
+    }
+
     /// Lines for `guestgate check`, each starting with `#   `.
     pub fn explain(&self) -> Vec<String> {
         match self {

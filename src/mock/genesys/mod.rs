@@ -1,10 +1,23 @@
 //! `FakeGenesys`: an in-process stand-in for Genesys Cloud Web Messaging's guest socket
 //! (`/v1?deploymentId=..`), faithful enough to exercise the `genesys-web-messaging` preset:
 //! 403 at upgrade for unknown deployments or origins, `configureSession` first, sessions that
-//! survive reconnects by token, echoes, a fake agent, the 2-per-second message limit and
-//! session expiry. The same listener answers plain `GET`s of each deployment's public
-//! `config.json` (`public_config`), so diagnosis can be tested against it.
+//! survive reconnects by token and fan out to every socket of the token, echoes, a fake agent
+//! (answering, writing on a timer or on demand, disconnecting), the 2-per-second message
+//! limit, session expiry, read-only conversations and `startNew`, conversation clear,
+//! `getJwt` and attachments.
+//!
+//! The same listener answers plain HTTP: each deployment's public `config.json`
+//! (`public_config`), the history REST API (`history`) and the attachment storage
+//! (`attachments`), so diagnosis, history and uploads can be tested against one address.
+//!
+//! It stays strict: what the real service refuses, it refuses, with the real error frame
+//! `{"type":"response","class":"string","code":N,"body":"text","tracingId"?}`. Where the
+//! real behaviour is not known the choice is documented where it is made (e.g.
+//! [`READ_ONLY_CODE`]).
 
+mod attachments;
+mod frames;
+mod history;
 mod http;
 mod protocol;
 mod public_config;
@@ -20,7 +33,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tungstenite::Message;
 use tungstenite::handshake::server::{Request, Response};
 use tungstenite::protocol::CloseFrame;
@@ -34,6 +47,20 @@ pub const DEFAULT_DEPLOYMENT_ID: &str = "fake-deployment";
 
 /// How long the fake agent "types" before replying.
 pub const AGENT_REPLY_DELAY: Duration = Duration::from_millis(100);
+
+/// The error code `onMessage` and `onAttachment` get on a read-only conversation (the agent
+/// disconnected and the deployment's `conversationDisconnect` is `ReadOnly`), with the body
+/// "Conversation is read-only". Genesys's SDKs stop sending in that state themselves, so what
+/// the real service answers is not known: this code is the fake's choice (403-like, in the
+/// 40xx range of Genesys's socket errors, and unused by them).
+pub const READ_ONLY_CODE: u16 = 4033;
+
+/// Largest upload the fake's storage takes (and so the largest `fileSize` `onAttachment`
+/// accepts, whatever the deployment allows); longer request bodies get 413.
+pub const MAX_UPLOAD_BYTES: usize = 10 << 20;
+
+/// The history REST path, on the fake's listener: see [`FakeGenesysHandle::history_url`].
+pub const HISTORY_PATH: &str = http::HISTORY_PATH;
 
 /// Settings for a [`FakeGenesys`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,11 +83,24 @@ pub struct FakeGenesysConfig {
     /// origins above, auth off, no attachments). An entry for an id not in `deployment_ids`
     /// is never served.
     pub deployments: BTreeMap<String, FakeDeployment>,
+    /// While set, every interval the agent writes `"agent message N"` (N = 1, 2, ... per
+    /// conversation) to each live session (not expired, cleared or read-only), whether or not
+    /// a socket is open.
+    pub agent_every: Option<Duration>,
+    /// How many periodic messages each conversation gets at most; 0 is no limit.
+    pub agent_max: u64,
+    /// How long a JWT from `getJwt` opens the history REST API.
+    pub jwt_lifetime: Duration,
+    /// How long an `onAttachment` upload URL works.
+    pub upload_url_lifetime: Duration,
+    /// How long an attachment download URL works.
+    pub download_url_lifetime: Duration,
 }
 
 impl Default for FakeGenesysConfig {
-    /// One deployment ([`DEFAULT_DEPLOYMENT_ID`]), any origin, agent on, 2 msg/s, no expiry,
-    /// no added latency.
+    /// One deployment ([`DEFAULT_DEPLOYMENT_ID`]), any origin, agent replies on, no periodic
+    /// agent, 2 msg/s, no expiry, no added latency; JWTs for 10 minutes, upload URLs for 60 s,
+    /// download URLs for 10 minutes.
     fn default() -> Self {
         FakeGenesysConfig {
             deployment_ids: vec![DEFAULT_DEPLOYMENT_ID.to_owned()],
@@ -70,6 +110,11 @@ impl Default for FakeGenesysConfig {
             session_lifetime: None,
             configure_delay: Duration::ZERO,
             deployments: BTreeMap::new(),
+            agent_every: None,
+            agent_max: 0,
+            jwt_lifetime: Duration::from_secs(600),
+            upload_url_lifetime: Duration::from_secs(60),
+            download_url_lifetime: Duration::from_secs(600),
         }
     }
 }
@@ -81,9 +126,25 @@ pub struct FakeGenesys;
 impl FakeGenesys {
     /// Starts serving on an already-bound listener. Must be called inside a tokio runtime.
     pub fn start(listener: TcpListener, config: FakeGenesysConfig) -> FakeGenesysHandle {
-        let state = Arc::new(State::new(config));
+        let addr = listener
+            .local_addr()
+            .expect("fake listener has a local address");
+        let every = config.agent_every.filter(|d| !d.is_zero());
+        let state = Arc::new(State::new(config, addr));
         let s = state.clone();
         let life = Lifecycle::spawn(listener, move |stream| serve(stream, s.clone()));
+        if let Some(every) = every {
+            let s = state.clone();
+            life.spawn_task(async move {
+                let mut ticks =
+                    tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticks.tick().await;
+                    s.agent_tick();
+                }
+            });
+        }
         FakeGenesysHandle {
             state,
             life: Arc::new(life),
@@ -138,7 +199,8 @@ impl FakeGenesysHandle {
         self.state.drops.receiver_count()
     }
 
-    /// Sessions ever created by a `configureSession` with a new token (resumes not counted).
+    /// Sessions ever created by a `configureSession` with a new token (resumes and `startNew`
+    /// not counted; a token configured again after a conversation clear counts again).
     pub fn sessions_created(&self) -> usize {
         self.state.session_count()
     }
@@ -153,7 +215,8 @@ impl FakeGenesysHandle {
         self.state.upgrades.snapshot()
     }
 
-    /// Paths of plain HTTP requests (`config.json` fetches and strays), in arrival order.
+    /// Paths of plain HTTP requests (`config.json` fetches, history REST calls, storage
+    /// uploads and downloads, strays), in arrival order.
     pub fn config_requests(&self) -> Vec<String> {
         self.state.config_requests.snapshot()
     }
@@ -182,8 +245,9 @@ impl FakeGenesysHandle {
         self.state.requests.wait_for(n, within).await
     }
 
-    /// Every JSON frame the fake queued to send, on any socket, in order (an agent reply
-    /// whose socket has closed is still listed).
+    /// Every JSON frame the fake queued to send, on any socket, in order. A frame for every
+    /// socket of a session (agent messages, upload events) is listed once, also when no
+    /// socket was open.
     pub fn sent(&self) -> Vec<Value> {
         self.state.sent.snapshot()
     }
@@ -202,10 +266,66 @@ impl FakeGenesysHandle {
         lock(&self.state.tokens).clone()
     }
 
-    /// A session's message bodies (guest echoes and agent replies) in order; `None` if the
-    /// token never configured a session.
+    /// A session's history, oldest first: the message bodies of its current conversation
+    /// (guest echoes, agent messages, presence events; not typing events), each with `id` and
+    /// `channel.time`, exactly as sent and as the history REST API serves them. `None` if the
+    /// token has no session (never configured, or cleared).
     pub fn history(&self, token: &str) -> Option<Vec<Value>> {
         self.state.history(token)
+    }
+
+    /// The agent writes `text` to a session now: appended to its history and sent to every
+    /// open socket (if any). Returns the message body; `None` if the session is unknown,
+    /// expired or read-only.
+    pub fn agent_say(&self, token: &str, text: &str) -> Option<Value> {
+        self.state.agent_send(token, frames::agent_text_body(text))
+    }
+
+    /// The agent ends the conversation: a `StructuredMessage` event `{"direction":"Outbound",
+    /// "type":"Event","events":[{"eventType":"Presence","presence":{"type":"Disconnect"}}]}`
+    /// to every socket of the session (and its history). If the deployment's
+    /// `conversation_disconnect` is `Some(ReadOnly)` the session becomes read-only: later
+    /// `onMessage`s get [`READ_ONLY_CODE`], a reconfigure says `readOnly: true`, and
+    /// `configureSession` with `startNew: true` begins a new conversation. Returns the event
+    /// body; `None` (nothing sent) if the session is unknown, expired or already read-only.
+    pub fn agent_disconnect(&self, token: &str) -> Option<Value> {
+        self.state.agent_disconnect(token)
+    }
+
+    /// Whether a session is read-only; `None` if there is no session for the token.
+    pub fn read_only(&self, token: &str) -> Option<bool> {
+        self.state.read_only(token)
+    }
+
+    /// Typing events the guest sent in a session (0 if there is none).
+    pub fn typing_events(&self, token: &str) -> usize {
+        self.state.typing_events(token)
+    }
+
+    /// `getJwt` requests received, answered or refused.
+    pub fn jwt_requests(&self) -> usize {
+        self.state.jwt_requests.load(Ordering::SeqCst)
+    }
+
+    /// History REST requests served, whatever the status.
+    pub fn history_requests(&self) -> usize {
+        self.state.history_requests.load(Ordering::SeqCst)
+    }
+
+    /// The REST base URL of this fake (what `https://api.{domain}` is for the real service):
+    /// `http://127.0.0.1:PORT`.
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    /// The history REST URL: `http://127.0.0.1:PORT/api/v2/webmessaging/messages`.
+    pub fn history_url(&self) -> String {
+        format!("{}{HISTORY_PATH}", self.api_url())
+    }
+
+    /// Successful uploads, in order: attachment id and byte count.
+    pub fn uploads(&self) -> Vec<(String, usize)> {
+        lock(&self.state.uploads).clone()
     }
 
     /// Drops every open socket without a close frame (sessions are kept, so reconnecting with
@@ -222,13 +342,20 @@ impl FakeGenesysHandle {
     }
 }
 
-/// Frames for a connection's writer; `None` means flush and stop.
-type Outbox = mpsc::UnboundedSender<Option<Message>>;
-
-fn send_json(state: &State, out: &Outbox, v: Value) {
-    let _ = out.send(Some(Message::text(v.to_string())));
-    state.sent.push(v);
+/// Removes a socket from its session's registry when its task ends, however it ends.
+struct Registered {
+    state: Arc<State>,
+    id: u64,
 }
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.state.unregister(self.id);
+    }
+}
+
+/// How long a socket waits for the peer's answer to a close frame the fake sent.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 async fn serve(stream: TcpStream, state: Arc<State>) {
     let stream = match http::route(stream, &state).await {
@@ -257,20 +384,39 @@ async fn serve(stream: TcpStream, state: Arc<State>) {
     let drop_signal = state.drops.subscribe();
     let (mut sink, mut incoming) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Option<Message>>();
+    // Fires (or is dropped) when the writer stops: after a close frame the fake sent, or
+    // because the socket failed.
+    let (stopped_tx, mut stopped) = oneshot::channel::<()>();
     let writer = async move {
         while let Some(Some(msg)) = rx.recv().await {
             let is_close = matches!(msg, Message::Close(_));
-            if sink.send(msg).await.is_err() || is_close {
+            if sink.send(msg).await.is_err() {
+                return;
+            }
+            if is_close {
+                let _ = stopped_tx.send(());
                 return;
             }
         }
         // Flushes tungstenite's queued reply to a peer's close.
         let _ = sink.flush().await;
     };
+    let id = state.conn_id();
     let reader = async move {
+        // Dropped last: the session forgets this socket however the reader ends.
+        let _registered = Registered {
+            state: state.clone(),
+            id,
+        };
         let mut conn = Conn {
+            id,
+            out: tx,
             deployment_id,
             token: None,
+        };
+        let drain = async |incoming: &mut futures::stream::SplitStream<_>| {
+            let drain = async { while let Some(Ok(_)) = incoming.next().await {} };
+            let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
         };
         loop {
             let expiry = conn.token.as_deref().and_then(|t| state.expiry(t));
@@ -282,15 +428,18 @@ async fn serve(stream: TcpStream, state: Arc<State>) {
             };
             let msg = tokio::select! {
                 m = incoming.next() => m,
+                _ = &mut stopped => {
+                    drain(&mut incoming).await;
+                    return;
+                }
                 _ = expired => {
                     if let Some(token) = &conn.token {
                         state.expire(token);
                     }
-                    send_json(&state, &tx, protocol::session_expired_event());
+                    state.send(&conn.out, frames::session_expired_event());
                     let frame = CloseFrame { code: 1000.into(), reason: "session expired".into() };
-                    let _ = tx.send(Some(Message::Close(Some(frame))));
-                    let drain = async { while let Some(Ok(_)) = incoming.next().await {} };
-                    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+                    let _ = conn.out.send(Some(Message::Close(Some(frame))));
+                    drain(&mut incoming).await;
                     return;
                 }
             };
@@ -300,35 +449,28 @@ async fn serve(stream: TcpStream, state: Arc<State>) {
                     if !delay.is_zero() && protocol::is_configure(text.as_str()) {
                         tokio::time::sleep(delay).await;
                     }
-                    let outcome = state.handle(&mut conn, text.as_str());
-                    for v in outcome.replies {
-                        send_json(&state, &tx, v);
-                    }
-                    if let (Some(said), Some(token)) = (outcome.agent_reply_to, conn.token.clone())
-                    {
-                        let (state, tx) = (state.clone(), tx.clone());
+                    if let Some((token, said)) = state.handle(&mut conn, text.as_str()) {
+                        let state = state.clone();
                         tokio::spawn(async move {
                             tokio::time::sleep(AGENT_REPLY_DELAY).await;
-                            let reply = protocol::agent_reply(&said);
-                            state.append_history(&token, reply["body"].clone());
-                            send_json(&state, &tx, reply);
+                            state.agent_send(&token, frames::agent_reply_body(&said));
                         });
                     }
                 }
                 Some(Ok(Message::Binary(_))) => {
                     state.requests.push(Value::String("<binary frame>".into()));
-                    send_json(
-                        &state,
-                        &tx,
-                        protocol::error(400, "Binary frames are not supported", None),
-                    );
+                    let e = frames::error(400, "Binary frames are not supported", None);
+                    state.send(&conn.out, e);
                 }
                 Some(Ok(Message::Close(_))) => {
-                    let _ = tx.send(None);
+                    let _ = conn.out.send(None);
                     return;
                 }
                 Some(Ok(_)) => {}
-                Some(Err(_)) | None => return,
+                Some(Err(_)) | None => {
+                    let _ = conn.out.send(None);
+                    return;
+                }
             }
         }
     };

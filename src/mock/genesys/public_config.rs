@@ -75,6 +75,9 @@ pub struct FakeDeployment {
     pub conversation_disconnect: Option<DisconnectType>,
     /// `conversationClear.enabled`.
     pub conversation_clear: bool,
+    /// File extensions refused for upload whatever their type (`.exe` or `exe`, any case);
+    /// listed in SessionResponse `allowedMedia.blockedExtensions`, not in `config.json`.
+    pub blocked_extensions: Vec<String>,
 }
 
 impl FakeDeployment {

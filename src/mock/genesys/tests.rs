@@ -407,3 +407,128 @@ async fn a_deployment_that_is_not_active_refuses_the_upgrade() {
     })
     .await;
 }
+
+// Part 2: fan-out and the agent, history over REST, attachments, lifecycle.
+mod agent;
+mod attachments;
+mod history;
+mod lifecycle;
+
+/// The next JSON frame, or `None` if nothing arrives within `wait` (for "nothing else came"
+/// checks).
+async fn recv_within(ws: &mut Client, wait: Duration) -> Option<Value> {
+    tokio::time::timeout(wait, recv(ws)).await.ok()
+}
+
+/// Reads frames until one matches, and returns it.
+async fn recv_until(ws: &mut Client, pred: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let v = recv(ws).await;
+        if pred(&v) {
+            return v;
+        }
+    }
+}
+
+/// Reads until the close frame and returns its code (text frames before it are skipped).
+async fn close_code(ws: &mut Client) -> u16 {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Close(Some(f)))) => return u16::from(f.code),
+            Some(Ok(Message::Close(None))) => return 1005,
+            Some(Ok(_)) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+/// A socket with a configured session for `token`; returns it and the SessionResponse.
+async fn session(h: &FakeGenesysHandle, token: &str) -> (Client, Value) {
+    let mut ws = connect(h).await;
+    send(&mut ws, configure(token)).await;
+    let r = recv(&mut ws).await;
+    assert_eq!(r["class"], "SessionResponse", "{r}");
+    (ws, r)
+}
+
+/// Waits until the fake has no open socket.
+async fn sockets_closed(h: &FakeGenesysHandle) {
+    while h.open_sockets() > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Polls `f` until it holds.
+async fn eventually(mut f: impl FnMut() -> bool) {
+    while !f() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A fake whose default deployment has these settings.
+fn with_deployment(d: FakeDeployment, config: FakeGenesysConfig) -> FakeGenesysConfig {
+    FakeGenesysConfig {
+        deployments: BTreeMap::from([(DEFAULT_DEPLOYMENT_ID.to_owned(), d)]),
+        ..config
+    }
+}
+
+/// One raw HTTP exchange with the fake: status, headers (lowercase names) and body.
+struct HttpAnswer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl HttpAnswer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends `head` (request line and headers, without the blank line) and `body` to the fake.
+async fn raw_http(h: &FakeGenesysHandle, head: &str, body: &[u8]) -> HttpAnswer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(h.addr()).await.unwrap();
+    let mut req = format!("{head}\r\nhost: {}\r\n\r\n", h.addr()).into_bytes();
+    req.extend_from_slice(body);
+    tcp.write_all(&req).await.unwrap();
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await.unwrap();
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete answer head");
+    let head = String::from_utf8(answer[..split].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    HttpAnswer {
+        status,
+        headers,
+        body: answer[split + 4..].to_vec(),
+    }
+}
+
+/// The path and query of a URL the fake handed out.
+fn path_and_query(url: &str) -> String {
+    let u = url::Url::parse(url).unwrap();
+    match u.query() {
+        Some(q) => format!("{}?{q}", u.path()),
+        None => u.path().to_owned(),
+    }
+}

@@ -173,9 +173,26 @@ impl GenesysPreset {
         );
         lines.push(format!("ready deadline: {:?}", hello.deadline));
         lines.push(format!(
-            "browser requests: token injected; actions allowed: {}",
-            g.allowed_actions.join(", ")
+            "page requests: token injected; actions passed to Genesys: {}",
+            g.page_actions().join(", ")
         ));
+        lines.push(
+            "guestgate requests: guestgate.getHistory, guestgate.startNew; reconnect replay with after=<message id>"
+                .to_owned(),
+        );
+        lines.push(format!(
+            "onMessage paced to Genesys's 2 per second; up to {} wait per connection; typing thinned to one per 5 s",
+            g.message_queue
+        ));
+        lines.push(format!(
+            "attachments: {}",
+            if g.attachments {
+                "on (the deployment decides types and sizes)"
+            } else {
+                "off"
+            }
+        ));
+        lines.push(format!("history API: {}", g.api_base_url()));
         lines
     }
 }
