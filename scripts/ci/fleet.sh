@@ -380,18 +380,24 @@ rolls=3
 fleet_pid=$!
 fleet_started_ms=$(now_ms)
 
-status() { t json "$out/status.json" "$1" 0; }
-settle() { # waits until every page is connected (or done); prints the milliseconds it took
-  local t0 n c f
+status() { # status FIELD: from the fleet's status file (one line of flat JSON), without a fork
+  local j=""
+  [ -r "$out/status.json" ] && read -r j <"$out/status.json"
+  if [[ $j =~ \"$1\":([0-9]+) ]]; then echo "${BASH_REMATCH[1]}"; else echo 0; fi
+}
+settle() { # settle [R0 N]: waits until every page is connected (or done) and, given R0 and N,
+  # until N more reconnects than R0 have completed; prints the milliseconds it took
+  local t0 c f
   t0=$(now_ms)
-  for _ in $(seq 1 $((SETTLE_SECS * 10))); do
+  for _ in $(seq 1 $((SETTLE_SECS * 20))); do
     c=$(status connected); f=$(status finished)
-    [ $((c + f)) -ge "$CLIENTS" ] && { echo $(($(now_ms) - t0)); return 0; }
+    if [ $((c + f)) -ge "$CLIENTS" ] && [ "$(status reconnects)" -ge $((${1:-0} + ${2:-0})) ]; then
+      echo $(($(now_ms) - t0)); return 0
+    fi
     kill -0 "$fleet_pid" 2>/dev/null || break
-    sleep 0.1
+    sleep 0.05
   done
-  n=$(status connected)
-  echo "fleet: only $n of $CLIENTS pages connected after ${SETTLE_SECS} s" >&2
+  echo "fleet: only $(status connected) of $CLIENTS pages connected after ${SETTLE_SECS} s" >&2
   echo -1
   return 1
 }
@@ -423,10 +429,11 @@ echo "fleet: $kib_per_conn KiB RSS per connection; $msgs_per_sec agent messages/
 
 # --- rolling restarts with the key rotation -------------------------------------------------
 drain_lines=()
-restart() { # restart REPLICA KEY...: SIGTERM, wait for the drain, start with the new keys
+restart() { # restart REPLICA KEY...: SIGTERM, drain, every page back elsewhere, start with the new keys
   local r=$1; shift
-  local before t0 rc drained_ms settle_ms
-  before=$(t metric "http://127.0.0.1:${admin_port[$r]}/metrics" guestgate_connections_open)
+  local pages r0 t0 rc drained_ms back_ms
+  pages=$(t lb-field "$lb_stats" "$r" scur)
+  r0=$(status reconnects)
   write_config "$r" "$@"
   t0=$(now_ms)
   kill -TERM "${rpid[$r]}"
@@ -440,14 +447,18 @@ restart() { # restart REPLICA KEY...: SIGTERM, wait for the drain, start with th
     wait "${rpid[$r]}" 2>/dev/null || true
   fi
   drained_ms=$(($(now_ms) - t0))
+  # Its pages resume on the other two before it comes back, as in a rollout where the old
+  # pod is gone for good.
+  settle "$r0" "$pages" >/dev/null || settle_failures+=("after SIGTERM $r")
+  back_ms=$(($(now_ms) - t0))
   start_replica "$r"
   wait_lb "$r" UP || die "HAProxy never saw $r UP again"
-  settle_ms=$(settle) || true
-  drain_lines+=("$r: $before connections drained in $drained_ms ms (exit $rc), every page back in $settle_ms ms after SIGTERM+$drained_ms")
-  echo "fleet: $r restarted with keys [$*]: $before connections drained in $drained_ms ms, exit $rc; pages settled $settle_ms ms after it was back"
+  drain_lines+=("$r: $pages pages; drained and exited in $drained_ms ms (exit $rc); every page resumed elsewhere $back_ms ms after SIGTERM")
+  echo "fleet: $r restarted with keys [$*]: $pages pages, drained in $drained_ms ms (exit $rc), all resumed elsewhere after $back_ms ms"
   [ "$rc" = 0 ] || drain_failures=$((drain_failures + 1))
 }
 drain_failures=0
+settle_failures=()
 roll() { # roll KEY...: every replica, one after the other
   for r in r1 r2 r3; do restart "$r" "$@"; done
 }
@@ -464,12 +475,14 @@ k2_new=$(probe --ticket-out "$k2_ticket")
 
 # --- one replica killed without a drain -----------------------------------------------------
 victim=$(t lb-busiest "$lb_stats")
-victim_conns=$(t metric "http://127.0.0.1:${admin_port[$victim]}/metrics" guestgate_connections_open)
+victim_conns=$(t lb-field "$lb_stats" "$victim" scur)
+r0=$(status reconnects)
 kill_t0=$(now_ms)
 kill -KILL "${rpid[$victim]}"
 wait "${rpid[$victim]}" 2>/dev/null || true
-kill_settle_ms=$(settle) || true
-echo "fleet: SIGKILL $victim with $victim_conns connections: every page connected elsewhere within $kill_settle_ms ms"
+settle "$r0" "$victim_conns" >/dev/null || settle_failures+=("after SIGKILL $victim")
+kill_settle_ms=$(($(now_ms) - kill_t0))
+echo "fleet: SIGKILL $victim with $victim_conns pages: every page resumed elsewhere within $kill_settle_ms ms"
 alert_ms=-1
 for _ in $(seq 1 600); do
   if [ "$(t firing "$prom_url" GuestgateReplicaDown "$victim")" = 1 ]; then alert_ms=$(($(now_ms) - kill_t0)); break; fi
@@ -494,6 +507,8 @@ if [ "$finished_early" = 0 ]; then
 else
   check "the conversations outlasted the restarts" 0 "$finished_early pages had finished after $scenario_ms ms; raise FLEET_AGENT_MAX"
 fi
+check "every page resumed within ${SETTLE_SECS} s of each restart and of the kill" "$([ ${#settle_failures[@]} = 0 ] && echo 1 || echo 0)" \
+  "$([ ${#settle_failures[@]} = 0 ] && echo "10 of 10" || echo "not ${settle_failures[*]}")"
 check "every SIGTERM drained cleanly (exit 0 within shutdown_grace)" "$([ "$drain_failures" = 0 ] && echo 1 || echo 0)" \
   "$([ "$drain_failures" = 0 ] && echo "9 of 9" || echo "$drain_failures did not")"
 
@@ -513,7 +528,7 @@ check "no alert but GuestgateReplicaDown for the killed replica fired" \
 # HAProxy's view: connections it retried or sent elsewhere, and errors it answered.
 lb_lines=()
 for r in r1 r2 r3; do
-  lb_lines+=("$r: retries $(t lb-field "$lb_stats" "$r" wretr), redispatches $(t lb-field "$lb_stats" "$r" wredis), connect errors $(t lb-field "$lb_stats" "$r" econ)")
+  lb_lines+=("$r: $(t lb-field "$lb_stats" "$r" stot) connections, $(t lb-field "$lb_stats" "$r" wredis) redispatched elsewhere, $(t lb-field "$lb_stats" "$r" econ) connection errors")
 done
 lb_5xx=$(t lb-field "$lb_stats" FRONTEND hrsp_5xx)
 redispatched=0
@@ -534,7 +549,7 @@ echo "  steady: ${rss_lines[*]}"
 echo "  memory: $kib_per_conn KiB RSS per Genesys connection (RSS above the replica at rest / open connections)"
 echo "  messages: $msgs_per_sec agent messages/s delivered; replicas' CPU $cpu_ms_per_1k ms per 1000 messages"
 for l in "${drain_lines[@]}"; do echo "  drain $l"; done
-echo "  SIGKILL $victim ($victim_conns connections): every page connected elsewhere in $kill_settle_ms ms; alert firing after $alert_ms ms"
+echo "  SIGKILL $victim ($victim_conns pages): every page resumed elsewhere $kill_settle_ms ms after the kill; alert firing after $alert_ms ms"
 for l in "${lb_lines[@]}"; do echo "  HAProxy $l"; done
 echo "  HAProxy sent $redispatched connections to another replica after the first one refused them"
 "$python" - "$out/fleet.json" "$out/figures.json" <<PY

@@ -4,12 +4,12 @@
 //!
 //! `run`: N pages (see [`page`]) each hold a Genesys conversation in which the fake agent
 //! writes `agent message 1..=K`; each reconnects on every drop and resumes, and checks that it
-//! saw every agent message exactly once and in order. While running it rewrites a status file
-//! (`--status`, JSON: pages connected, finished, reconnects so far) so the script can wait for
-//! the fleet to settle between restarts. It ends when every page has seen message K, at
-//! `--max-secs`, or on SIGTERM/SIGINT, and prints a summary ending in the plain line
-//! `fleet: N passed, M failed` (one check per page plus the fleet-wide checks); `--report`
-//! gets the figures as JSON. Exit status: 0 all passed, 1 a check failed, 2 usage.
+//! saw every agent message exactly once and in order. While running it rewrites a status
+//! file (`--status`, one line of JSON: pages connected, finished, reconnects so far) so the
+//! script can wait for the fleet to settle between restarts. It ends when every page has
+//! seen message K, at `--max-secs`, or on SIGTERM/SIGINT, and prints a summary ending in the
+//! plain line `fleet: N passed, M failed` (one check per page plus the fleet-wide checks);
+//! `--report` gets the figures as JSON. Exit status: 0 all passed, 1 a check failed, 2 usage.
 //!
 //! `probe`: one connection, to keep a resume ticket or to present a kept one (see [`probe`]).
 //!
@@ -103,7 +103,7 @@ struct RunArgs {
     /// Upper bound on the run, seconds.
     #[arg(long, default_value_t = 300)]
     max_secs: u64,
-    /// Rewritten every 250 ms with the fleet's progress (JSON).
+    /// Rewritten every 100 ms with the fleet's progress (one line of JSON).
     #[arg(long)]
     status: Option<PathBuf>,
     /// Where to write the figures (JSON).
@@ -220,7 +220,7 @@ async fn run(args: RunArgs) -> ExitCode {
             loop {
                 write_status(&path, &live, clients, epoch);
                 tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
                     () = stop.cancelled() => break,
                 }
             }

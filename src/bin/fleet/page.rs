@@ -6,7 +6,8 @@
 //! waits a page's backoff (a random delay between half and all of `backoff_min`, doubling per
 //! failed attempt), reconnects with `?resume=first-frame&after=<last message id>`, sends the
 //! latest ticket as its first frame, expects `newSession: false`, reads the replay up to
-//! `ReplayDone`, and carries on. The time from the drop to `ReplayDone` is its reconnect time.
+//! `ReplayDone`, and carries on. The time from the drop (the close frame, or the end of the
+//! stream) to `ReplayDone` is its reconnect time.
 //!
 //! Checks: the agent's periodic texts arrive exactly once each and in order, `agent message
 //! 1` to `agent message K`; every guest text is echoed exactly once (a text whose echo did
@@ -118,9 +119,13 @@ pub struct Outcome {
     pub closes: BTreeMap<u16, u64>,
     /// Attempts that failed before `SessionReady`, by cause.
     pub failed_attempts: BTreeMap<String, u64>,
-    /// Drop to `ReplayDone` (or `SessionReady` when there was nothing to replay), per
-    /// reconnect, in milliseconds (includes the page's backoff).
+    /// Drop (the close frame's arrival, or the end of the stream) to `ReplayDone` (or
+    /// `SessionReady` when there was nothing to replay), per reconnect, in milliseconds: the
+    /// close handshake, the page's backoff and the new connection's set-up and replay.
     pub reconnect_ms: Vec<u64>,
+    /// From a close frame (or the end of the stream) to the end of the close handshake, per
+    /// lost connection, in milliseconds: how long the page waited before it could reconnect.
+    pub close_wait_ms: Vec<u64>,
     /// TCP connect to `SessionReady`, per connection, in milliseconds.
     pub setup_ms: Vec<u64>,
     /// Milliseconds from the fleet's start to this page's first `SessionReady`.
@@ -212,8 +217,9 @@ impl Outcome {
 enum Ending {
     /// The page saw every agent message and closed with 1000.
     Finished,
-    /// guestgate closed it (code) or it dropped (1006), after `SessionReady`.
-    Lost(u16),
+    /// guestgate closed it (code) or it dropped (1006), after `SessionReady`, at that instant
+    /// (the close frame's arrival, not the end of the close handshake).
+    Lost(u16, Instant),
     /// It failed before `SessionReady`: refused, timed out, or closed (code in the label).
     Failed(String),
     /// The fleet was told to stop.
@@ -276,10 +282,11 @@ impl Page {
                     break;
                 }
                 Ending::Stopped => break,
-                Ending::Lost(code) => {
+                Ending::Lost(code, at) => {
                     *out.closes.entry(code).or_default() += 1;
+                    out.close_wait_ms.push(millis(at.elapsed()));
                     // A drop during a reconnect's replay keeps the first drop's time.
-                    memory.dropped_at.get_or_insert_with(Instant::now);
+                    memory.dropped_at.get_or_insert(at);
                     failures_in_a_row = 0;
                 }
                 Ending::Failed(label) => {
@@ -330,7 +337,7 @@ impl Page {
         // The greeting.
         let ready = match self.next_text(&mut ws, s.step_timeout).await {
             Next::Text(text) => wire::classify(&text),
-            Next::Closed(code) => {
+            Next::Closed(code, _) => {
                 return Ending::Failed(format!("closed {code} before SessionReady"));
             }
             Next::Silent => return Ending::Failed("no SessionReady in time".into()),
@@ -372,7 +379,7 @@ impl Page {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let text = match self.next_text(&mut ws, left).await {
                     Next::Text(text) => text,
-                    Next::Closed(code) => return Ending::Lost(code),
+                    Next::Closed(code, at) => return Ending::Lost(code, at),
                     Next::Silent => {
                         out.problem("no ReplayDone in time");
                         return Ending::Failed("no ReplayDone in time".into());
@@ -473,12 +480,12 @@ impl Page {
             tokio::select! {
                 next = self.next_text(ws, wait) => match next {
                     Next::Text(text) => self.on_text(&text, memory, out),
-                    Next::Closed(code) => return Ending::Lost(code),
+                    Next::Closed(code, at) => return Ending::Lost(code, at),
                     Next::Silent if finishing_since.is_some() => {}
                     Next::Silent => {
                         out.problem(format!("nothing received for {wait:?}"));
                         let _ = timeout(CLOSE_WAIT, ws.close(None)).await;
-                        return Ending::Lost(ABNORMAL);
+                        return Ending::Lost(ABNORMAL, Instant::now());
                     }
                 },
                 () = tick, if finishing_since.is_none() && memory.outstanding.is_none() => {
@@ -557,14 +564,14 @@ impl Page {
             let left = deadline.saturating_duration_since(Instant::now());
             match timeout(left, ws.next()).await {
                 Err(_) => return Next::Silent,
-                Ok(None) => return Next::Closed(ABNORMAL),
-                Ok(Some(Err(_))) => return Next::Closed(ABNORMAL),
+                Ok(None) | Ok(Some(Err(_))) => return Next::Closed(ABNORMAL, Instant::now()),
                 Ok(Some(Ok(Message::Text(t)))) => return Next::Text(t.as_str().to_owned()),
                 Ok(Some(Ok(Message::Close(frame)))) => {
+                    let at = Instant::now();
                     let code = frame.map_or(1005, |f| u16::from(f.code));
                     // Let tungstenite answer the close and see the end of the stream.
                     let _ = timeout(CLOSE_WAIT, async { while ws.next().await.is_some() {} }).await;
-                    return Next::Closed(code);
+                    return Next::Closed(code, at);
                 }
                 Ok(Some(Ok(_))) => continue,
             }
@@ -575,8 +582,9 @@ impl Page {
 /// What the next read brought.
 enum Next {
     Text(String),
-    /// The connection ended: guestgate's close code, or 1006 without a close frame.
-    Closed(u16),
+    /// The connection ended: guestgate's close code, or 1006 without a close frame, and when
+    /// the close frame (or the end) arrived.
+    Closed(u16, Instant),
     /// Nothing within the wait.
     Silent,
 }

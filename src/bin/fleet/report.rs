@@ -106,6 +106,7 @@ struct Totals {
     closes: BTreeMap<u16, u64>,
     failed: BTreeMap<String, u64>,
     reconnect_ms: Vec<u64>,
+    close_wait_ms: Vec<u64>,
     setup_ms: Vec<u64>,
     first_ready_ms: Vec<u64>,
 }
@@ -136,6 +137,7 @@ impl Totals {
                 *t.failed.entry(label.clone()).or_default() += n;
             }
             t.reconnect_ms.extend(&p.reconnect_ms);
+            t.close_wait_ms.extend(&p.close_wait_ms);
             t.setup_ms.extend(&p.setup_ms);
             t.first_ready_ms.extend(p.first_ready_ms);
         }
@@ -251,6 +253,7 @@ pub fn summarize(pages: &[Outcome], expect: Expectations, elapsed: Duration) -> 
         "closes_4xxx": private,
         "failed_attempts": t.failed,
         "reconnect_ms": spread(&t.reconnect_ms),
+        "close_wait_ms": spread(&t.close_wait_ms),
         "setup_ms": spread(&t.setup_ms),
         "ramp_ms": ramp_ms,
         "ramp_setups_per_sec": setups_per_sec,
@@ -305,8 +308,13 @@ pub fn summarize(pages: &[Outcome], expect: Expectations, elapsed: Duration) -> 
     );
     let _ = writeln!(
         w,
-        "  reconnect time (drop to ReplayDone, backoff included): {}",
+        "  reconnect time (close frame or drop to ReplayDone, backoff included): {}",
         spread_text(&t.reconnect_ms)
+    );
+    let _ = writeln!(
+        w,
+        "  close handshake (close frame to the end of the connection): {}",
+        spread_text(&t.close_wait_ms)
     );
     let _ = writeln!(
         w,
