@@ -19,8 +19,9 @@
 # `fleet.sh: N passed, M failed` alone on a line (the fleet's own checks included).
 #
 # Usage: bash scripts/ci/fleet.sh   (run by scripts/test.sh; installing packages needs root)
-# FLEET_PROFILE=dev tests a debug build. FLEET_CLIENTS, FLEET_AGENT_EVERY_MS and
-# FLEET_AGENT_MAX change the load. Logs, configs and figures: target/fleet/.
+# FLEET_PROFILE=dev tests a debug build. FLEET_CLIENTS, FLEET_AGENT_EVERY_MS, FLEET_AGENT_MAX
+# and FLEET_RAMP_MS change the load; FLEET_LB_RETRY=off drops HAProxy's retries (to see why
+# they are there). Logs, configs and figures: target/fleet/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 started=$SECONDS
@@ -32,6 +33,7 @@ AGENT_EVERY_MS=${FLEET_AGENT_EVERY_MS:-500}
 # finished before the last restart.
 AGENT_MAX=${FLEET_AGENT_MAX:-180}
 GUEST_EVERY_MS=4000        # each page writes a guest text this often
+RAMP_MS=${FLEET_RAMP_MS:-0}  # pages start over this long (0: all at once)
 ORIGIN="https://chat.fleet.test"
 SHUTDOWN_GRACE=10          # server.shutdown_grace, seconds
 CHECK_INTER_MS=500         # HAProxy health check interval on /readyz ...
@@ -101,10 +103,10 @@ def get(url, timeout=2.0):
     except Exception as e:
         return 0, str(e)
 
-def haproxy(url):
+def haproxy(url, proxy="guestgate"):
     status, body = get(url + "/stats;csv")
     rows = list(csv.DictReader(io.StringIO(body.lstrip("# "))))
-    return {r["svname"]: r for r in rows if r["pxname"] == "guestgate"}
+    return {r["svname"]: r for r in rows if r["pxname"] == proxy}
 
 def prom(base, query):
     status, body = get(base + "/api/v1/query?" + urllib.parse.urlencode({"query": query}))
@@ -129,6 +131,8 @@ elif cmd == "lb-state":        # STATS_URL SERVER -> UP, DOWN, MAINT, ... (NOLB 
     print(haproxy(args[0]).get(args[1], {}).get("status", "?").split(" ")[0])
 elif cmd == "lb-field":        # STATS_URL SERVER FIELD
     print(haproxy(args[0]).get(args[1], {}).get(args[2], "") or 0)
+elif cmd == "lb-frontend":     # STATS_URL FIELD: of the pages' frontend
+    print(haproxy(args[0], "chat").get("FRONTEND", {}).get(args[1], "") or 0)
 elif cmd == "lb-busiest":      # STATS_URL -> the server with the most current sessions
     servers = {k: v for k, v in haproxy(args[0]).items() if k not in ("FRONTEND", "BACKEND")}
     print(max(servers, key=lambda k: int(servers[k]["scur"] or 0)))
@@ -374,7 +378,7 @@ for r in r1 r2 r3; do read -r rss0[$r] _ < <(t proc "${rpid[$r]}"); done
 # --- the fleet ------------------------------------------------------------------------------
 rolls=3
 "$bin/guestgate-fleet" run --target "127.0.0.1:$lb_port" --origin "$ORIGIN" --clients "$CLIENTS" \
-  --agent-max "$AGENT_MAX" --guest-every-ms "$GUEST_EVERY_MS" --min-reconnects "$rolls" \
+  --agent-max "$AGENT_MAX" --guest-every-ms "$GUEST_EVERY_MS" --min-reconnects "$rolls" --ramp-ms "$RAMP_MS" \
   --max-secs $((AGENT_MAX * AGENT_EVERY_MS / 1000 + 150)) \
   --status "$out/status.json" --report "$out/fleet.json" >"$out/fleet.out" 2>"$out/fleet.log" &
 fleet_pid=$!
@@ -530,7 +534,7 @@ lb_lines=()
 for r in r1 r2 r3; do
   lb_lines+=("$r: $(t lb-field "$lb_stats" "$r" stot) connections, $(t lb-field "$lb_stats" "$r" wredis) redispatched elsewhere, $(t lb-field "$lb_stats" "$r" econ) connection errors")
 done
-lb_5xx=$(t lb-field "$lb_stats" FRONTEND hrsp_5xx)
+lb_5xx=$(t lb-frontend "$lb_stats" hrsp_5xx)
 redispatched=0
 for r in r1 r2 r3; do redispatched=$((redispatched + $(t lb-field "$lb_stats" "$r" wredis))); done
 # Every conversation is one upstream session from its first connection to its last: the
