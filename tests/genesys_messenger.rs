@@ -583,3 +583,43 @@ async fn a_route_with_attachments_off_answers_with_an_error_frame() {
             .any(|r| r["action"] == "onAttachment")
     );
 }
+
+#[tokio::test]
+async fn a_page_spamming_history_and_start_new_costs_the_upstream_one_call_each() {
+    let fake = fake_genesys(FakeGenesysConfig {
+        agent_reply: false,
+        ..FakeGenesysConfig::default()
+    })
+    .await;
+    let key = key_file();
+    let gg = gateway(&preset_config(&fake, &key)).await;
+    let (mut page, _) = Page::open(gg.addr, "/ws").await;
+    // Within the route's message burst (20): every request reaches the conversation layer.
+    for n in 0..15 {
+        page.send(json!({"action":"guestgate.getHistory","tracingId":format!("h{n}")}))
+            .await;
+    }
+    let mut answers = Vec::new();
+    while answers.len() < 15 {
+        let v = page
+            .until(|v| v["tracingId"].as_str().is_some_and(|t| t.starts_with('h')))
+            .await;
+        answers.push(v["class"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        answers.iter().filter(|c| *c == "History").count(),
+        1,
+        "{answers:?}"
+    );
+    assert_eq!(answers.iter().filter(|c| *c == "Error").count(), 14);
+    assert_eq!(fake.history_requests(), 1);
+    assert_eq!(fake.jwt_requests(), 1);
+    // Unknown guestgate actions and bad pages are answered, not forwarded.
+    page.send(json!({"action":"guestgate.nope","tracingId":"x1"}))
+        .await;
+    assert_eq!(page.until(|v| v["tracingId"] == "x1").await["code"], 400);
+    page.send(json!({"action":"guestgate.getHistory","pageSize":1000,"tracingId":"x2"}))
+        .await;
+    assert_eq!(page.until(|v| v["tracingId"] == "x2").await["code"], 400);
+    assert_eq!(fake.history_requests(), 1);
+}

@@ -1,6 +1,6 @@
 //! Secret canary for the Genesys preset, in its own test binary so the global log subscriber
-//! sees every line: the session token appears in no log line, metric, readiness body or byte
-//! the browser receives.
+//! sees every line: the session token and the history JWT appear in no log line, metric,
+//! readiness body or byte the browser receives.
 
 mod common;
 
@@ -52,7 +52,7 @@ fn session_token_appears_in_no_log_line_metric_or_browser_byte() {
         .enable_all()
         .build()
         .unwrap();
-    let (token, browser_saw, admin) = rt.block_on(async {
+    let (secrets, browser_saw, admin) = rt.block_on(async {
         let fake = FakeGenesys::start(
             TcpListener::bind("127.0.0.1:0").await.unwrap(),
             FakeGenesysConfig::default(),
@@ -73,6 +73,11 @@ fn session_token_appears_in_no_log_line_metric_or_browser_byte() {
         })
         .await;
         seen.extend(more);
+        // A history read makes guestgate fetch and use a JWT.
+        c.send(true, 1, br#"{"action":"guestgate.getHistory"}"#, MASK)
+            .await;
+        let (_, more) = read_until(&mut c, |v| v["class"] == "History").await;
+        seen.extend(more);
         c.send(true, 1, br#"{"action":"getJwt"}"#, MASK).await;
         let (_, reason) = c.close_frame().await;
         seen.push(reason);
@@ -84,7 +89,15 @@ fn session_token_appears_in_no_log_line_metric_or_browser_byte() {
         .join("\n");
         gg.shutdown();
         gg.wait().await;
-        (fake.tokens_seen()[0].clone(), seen.join("\n"), admin)
+        let jwts: Vec<String> = fake
+            .sent()
+            .iter()
+            .filter(|v| v["class"] == "JwtResponse")
+            .map(|v| v["body"]["jwt"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(jwts.len(), 1, "a JWT was fetched");
+        let secrets = vec![fake.tokens_seen()[0].clone(), jwts[0].clone()];
+        (secrets, seen.join("\n"), admin)
     });
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(
@@ -96,9 +109,11 @@ fn session_token_appears_in_no_log_line_metric_or_browser_byte() {
         ("browser", &browser_saw),
         ("admin", &admin),
     ] {
-        assert!(
-            !text.contains(&token),
-            "the session token appeared in {what}:\n{text}"
-        );
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "a credential appeared in {what}:\n{text}"
+            );
+        }
     }
 }
