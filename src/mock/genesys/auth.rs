@@ -160,6 +160,8 @@ pub(super) struct AuthState {
     requests: [AtomicUsize; 3],
     /// Refresh tokens revoked so far.
     pub(super) revoked: AtomicUsize,
+    /// Redirect URIs registered through the handle after start, besides the config's.
+    pub(super) redirect_uris: Mutex<Vec<String>>,
 }
 
 impl AuthState {

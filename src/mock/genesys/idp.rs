@@ -9,7 +9,8 @@
 //!   `redirect_uri` with `code` and `state` added to its query.
 //!
 //! Both refuse with a plain 400 page (never a redirect) when `redirect_uri` is missing or not
-//! one of the config's `auth_redirect_uris` (exact string match), `state` is missing or empty,
+//! registered (exact string match: the config's `auth_redirect_uris`, or later through
+//! `FakeGenesysHandle::register_redirect_uri`), `state` is missing or empty,
 //! `code_challenge` is not an S256 challenge (43 base64url characters) or comes without
 //! `code_challenge_method=S256` (the method alone is refused too), `response_type` is there and
 //! not `code`, or any of these parameters appears twice.
@@ -79,11 +80,13 @@ fn refuse(why: &str) -> Reply {
 }
 
 impl State {
-    /// Whether `redirect_uri` is registered with the identity provider.
+    /// Whether `redirect_uri` is registered with the identity provider (in the config, or
+    /// through the handle since).
     pub(super) fn redirect_registered(&self, redirect_uri: &str) -> bool {
         self.config
             .auth_redirect_uris
             .iter()
+            .chain(lock(&self.auth.redirect_uris).iter())
             .any(|r| r == redirect_uri)
     }
 

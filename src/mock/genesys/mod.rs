@@ -374,13 +374,24 @@ impl FakeGenesysHandle {
         format!("{}{IDP_AUTHORIZE_PATH}", self.api_url())
     }
 
+    /// Registers one more redirect URI with the identity provider, for a caller that learns
+    /// its callback address only after the fake started (e.g. a relay bound to port 0 that
+    /// needs the fake's address in its own config). [`config`](Self::config) does not list it.
+    pub fn register_redirect_uri(&self, redirect_uri: &str) {
+        let mut extra = lock(&self.state.auth.redirect_uris);
+        if !extra.iter().any(|r| r == redirect_uri) {
+            extra.push(redirect_uri.to_owned());
+        }
+    }
+
     /// An authorization code for [`IDP_SUBJECT`], as if the customer had signed in on the
     /// identity provider's page: single use, for `auth_code_lifetime`, bound to `redirect_uri`
     /// and the S256 `code_challenge` if given (no nonce).
     ///
     /// # Panics
-    /// If `redirect_uri` is not registered in `auth_redirect_uris` or `code_challenge` is not
-    /// an S256 challenge: the page would refuse that sign-in.
+    /// If `redirect_uri` is not registered (`auth_redirect_uris` or
+    /// [`register_redirect_uri`](Self::register_redirect_uri)) or `code_challenge` is not an
+    /// S256 challenge: the page would refuse that sign-in.
     pub fn issue_auth_code(&self, redirect_uri: &str, code_challenge: Option<&str>) -> String {
         self.issue_auth_code_for(IDP_SUBJECT, redirect_uri, code_challenge, None)
     }
@@ -399,7 +410,7 @@ impl FakeGenesysHandle {
     ) -> String {
         assert!(
             self.state.redirect_registered(redirect_uri),
-            "issue_auth_code: {redirect_uri} is not in auth_redirect_uris"
+            "issue_auth_code: {redirect_uri} is not a registered redirect URI"
         );
         assert!(
             code_challenge.is_none_or(auth::challenge_ok),

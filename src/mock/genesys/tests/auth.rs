@@ -279,6 +279,24 @@ async fn the_idp_refuses_unregistered_redirects_and_malformed_sign_ins() {
         let ok = enc(&[("redirect_uri", OTHER_REDIRECT), ("state", "s")]);
         let r = raw_http(&h, &format!("GET /idp/approve?{ok} HTTP/1.1"), b"").await;
         assert_eq!(r.status, 302);
+
+        // A callback learnt after start can be registered then.
+        let late = "http://127.0.0.1:1/late-callback";
+        let query = enc(&[("redirect_uri", late), ("state", "s")]);
+        let before = raw_http(&h, &format!("GET /idp/approve?{query} HTTP/1.1"), b"").await;
+        assert_eq!(before.status, 400);
+        h.register_redirect_uri(late);
+        let after = raw_http(&h, &format!("GET /idp/approve?{query} HTTP/1.1"), b"").await;
+        assert_eq!(after.status, 302);
+        assert!(
+            after
+                .header("location")
+                .unwrap()
+                .starts_with(&format!("{late}?code="))
+        );
+        let code = h.issue_auth_code(late, None);
+        let body = exchange_body(DEFAULT_DEPLOYMENT_ID, &code, late, None);
+        assert_eq!(post_json(&h, AUTH_EXCHANGE_PATH, &body).await.status, 200);
         let post = raw_http(&h, &format!("POST {IDP_AUTHORIZE_PATH}?{ok} HTTP/1.1"), b"").await;
         assert_eq!(post.status, 405);
     })
@@ -835,4 +853,11 @@ async fn public_config_shows_the_auth_settings() {
         );
     })
     .await
+}
+
+#[tokio::test]
+#[should_panic(expected = "is not a registered redirect URI")]
+async fn issue_auth_code_refuses_what_the_page_would() {
+    let h = start(auth_config(false, no_agent())).await;
+    h.issue_auth_code("https://evil.example/cb", None);
 }
