@@ -165,6 +165,15 @@ pub(super) struct AuthState {
 }
 
 impl AuthState {
+    /// Every JWT and refresh token issued so far (for leak checks).
+    pub(super) fn issued_secrets(&self) -> Vec<String> {
+        let mut out: Vec<String> = lock(&self.jwts).keys().cloned().collect();
+        out.extend(lock(&self.refresh_tokens).keys().cloned());
+        out
+    }
+}
+
+impl AuthState {
     /// Requests an endpoint received, whatever the answer.
     pub(super) fn requests(&self, e: Endpoint) -> usize {
         self.requests[e.index()].load(Ordering::SeqCst)

@@ -440,6 +440,11 @@ impl FakeGenesysHandle {
         self.state.auth.revoked.load(Ordering::SeqCst)
     }
 
+    /// Every JWT and refresh token the token endpoints issued (for leak checks).
+    pub fn issued_auth_secrets(&self) -> Vec<String> {
+        self.state.auth.issued_secrets()
+    }
+
     /// Whether the session of `token` is authenticated (configured with
     /// `configureAuthenticatedSession`, or upgraded); false if there is no session.
     pub fn is_authenticated(&self, token: &str) -> bool {

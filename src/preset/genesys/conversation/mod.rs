@@ -176,6 +176,11 @@ impl Conversation {
             MessageReader::new(Side::Upstream, relay.upstream_limits, &upstream.prefix);
         let token_json = serde_json::to_string(self.token.expose()).expect("a string serialises");
         let capacity = self.queue_capacity;
+        let refresh_at = self
+            .sign_in
+            .as_ref()
+            .and_then(|s| s.tokens.as_ref())
+            .map(|t| signin::refresh_time(t.exp, crate::auth::resume::unix_now()));
         let mut s = State {
             conv: self,
             ctx,
@@ -191,7 +196,10 @@ impl Conversation {
             replayed_ids: HashSet::new(),
             start_new_pending: false,
             jwt_requests: 0,
-            auth: signin::AuthProgress::default(),
+            auth: signin::AuthProgress {
+                refresh_at,
+                ..signin::AuthProgress::default()
+            },
         };
         let end = s
             .converse(&mut page_rd, &mut page_reader, &mut up_rd, &mut up_reader)

@@ -68,6 +68,17 @@ pub(super) struct AuthProgress {
     pub retry_at: Option<Instant>,
     /// An upgrade's reconfigure is in flight: its `SessionResponse` brings a new ticket.
     pub upgrading: bool,
+    /// When the current JWT is to be refreshed.
+    pub refresh_at: Option<Instant>,
+}
+
+/// When to refresh a JWT that expires at `exp`: [`REFRESH_MARGIN`] before, or a quarter of its
+/// remaining life before when that is shorter (so a short-lived JWT is not refreshed in a
+/// loop), and a second earlier still, since `exp` counts whole seconds.
+pub(super) fn refresh_time(exp: u64, now_unix: u64) -> Instant {
+    let left = Duration::from_secs(exp.saturating_sub(now_unix));
+    let margin = REFRESH_MARGIN.min(left / 4) + Duration::from_secs(1);
+    Instant::now() + left.saturating_sub(margin)
 }
 
 impl<P, U> State<'_, P, U>
@@ -80,18 +91,13 @@ where
         if self.auth.call.is_some() {
             return None;
         }
-        if let Some(at) = self.auth.retry_at {
-            return Some(at);
-        }
-        let tokens = self.conv.sign_in.as_ref()?.tokens.as_ref()?;
-        let now = unix_now();
-        let due = tokens.exp.saturating_sub(REFRESH_MARGIN.as_secs());
-        Some(Instant::now() + Duration::from_secs(due.saturating_sub(now)))
+        self.auth.retry_at.or(self.auth.refresh_at)
     }
 
     /// Starts a refresh of the JWT.
     pub(super) fn start_refresh(&mut self) {
         self.auth.retry_at = None;
+        self.auth.refresh_at = None;
         let Some(state) = &self.conv.sign_in else {
             return;
         };
@@ -208,6 +214,7 @@ where
                     self.conv.token.expose(),
                     tokens.jwt.expose(),
                 );
+                self.auth.refresh_at = Some(refresh_time(tokens.exp, unix_now()));
                 if let Some(state) = &mut self.conv.sign_in {
                     if state.tokens.is_none() {
                         self.auth.upgrading = true;

@@ -97,7 +97,11 @@ where
                     .as_ref()
                     .is_some_and(|s| s.tokens.is_some()) =>
             {
-                return self.on_reauth_request().await;
+                // The request it answers was not carried out: the page is told (verbatim)
+                // while guestgate re-authenticates.
+                if let Some(end) = self.on_reauth_request().await {
+                    return Some(end);
+                }
             }
             Upstream::Logout => {
                 let _ = self.deliver(1, &payload).await;
