@@ -227,6 +227,15 @@ impl GenesysPreset {
             }
         ));
         lines.push(format!("history API: {}", g.api_base_url()));
+        match &g.auth {
+            Some(a) => lines.push(format!(
+                "signed-in customers: on (redirect URI {}; guests {}; upgrades {}); JWT and refresh token kept server-side, the refresh token sealed in the resume ticket",
+                a.redirect_uri,
+                if a.allow_anonymous { "allowed" } else { "refused (4412)" },
+                if a.allow_upgrade { "allowed" } else { "refused" },
+            )),
+            None => lines.push("signed-in customers: off".to_owned()),
+        }
         lines
     }
 }
