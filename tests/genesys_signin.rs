@@ -289,3 +289,19 @@ async fn a_guest_conversation_upgrades_where_allowed_and_keeps_its_history() {
         (Some("Error"), Some(403))
     );
 }
+
+#[tokio::test]
+async fn a_page_retrying_bad_codes_costs_genesys_three_exchanges_at_most() {
+    let fake = fake(Duration::from_secs(900), Duration::from_secs(3600), true).await;
+    let key = key_file();
+    let gg = gateway(&config(&fake, &key, auth(true, true))).await;
+    let (mut page, _) = Page::open(gg.addr, "/ws").await;
+    for n in 0..6 {
+        page.send(json!({"action":"guestgate.signIn","code":format!("bad-{n}"),"tracingId":format!("s{n}")}))
+            .await;
+        let answer = page.until(|v| v["class"] == "Error").await;
+        let want = if n < 3 { 401 } else { 429 };
+        assert_eq!(answer["code"], want, "attempt {n}: {answer}");
+    }
+    assert_eq!(fake.auth_exchanges(), 3);
+}

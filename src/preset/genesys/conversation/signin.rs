@@ -30,6 +30,10 @@ pub const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 /// again; the official client tries 3 times too.
 pub const MAX_REAUTH: u32 = 3;
 
+/// Sign-ins (upgrades) a page may attempt on one connection: each costs Genesys a code
+/// exchange, and those are rate limited per deployment.
+pub const MAX_SIGN_INS: u32 = 3;
+
 /// A failed refresh that may pass (rate limit, endpoint down) is retried after this long.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
@@ -70,6 +74,8 @@ pub(super) struct AuthProgress {
     pub upgrading: bool,
     /// When the current JWT is to be refreshed.
     pub refresh_at: Option<Instant>,
+    /// Sign-ins (upgrades) attempted on this connection.
+    pub sign_ins: u32,
 }
 
 /// When to refresh a JWT that expires at `exp`: [`REFRESH_MARGIN`] before, or a quarter of its
@@ -172,7 +178,12 @@ where
                 let text = "this route does not upgrade guest conversations";
                 self.reply(&frames::error(403, text, tracing_id)).await
             }
+            (_, _) if self.auth.sign_ins >= MAX_SIGN_INS => {
+                let text = "too many sign-in attempts on this connection";
+                self.reply(&frames::error(429, text, tracing_id)).await
+            }
             (_, _) => {
+                self.auth.sign_ins += 1;
                 let field = |name: &str| {
                     request
                         .field(name)
