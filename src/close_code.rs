@@ -109,6 +109,25 @@ pub const SESSION_ENDED: CloseCode = CloseCode::new(
     "conversation ended; reconnect without the resume ticket",
 );
 
+/// Signed-in customers: the route requires signing in and the page did not.
+pub const SIGN_IN_REQUIRED: CloseCode = CloseCode::new(4412, "sign-in required: sign in again");
+/// Signed-in customers: Genesys refused the page's authorization code.
+pub const SIGN_IN_REJECTED: CloseCode =
+    CloseCode::new(4412, "sign-in code rejected: sign in again");
+/// Signed-in customers: the refresh token expired or was revoked (also after three failed
+/// re-authentications in a row).
+pub const SIGN_IN_EXPIRED: CloseCode = CloseCode::new(4412, "sign-in expired: sign in again");
+/// Signed-in customers: the page asked for a sign-in on a route without `[routes.genesys.auth]`.
+pub const SIGN_IN_DISABLED: CloseCode =
+    CloseCode::new(1008, "sign-in is not enabled on this route");
+/// Signed-in customers: the page signed in with a guest conversation's ticket on a route that
+/// does not upgrade guests (`allow_upgrade = false`); it may sign in without the ticket.
+pub const SIGN_IN_UPGRADE_REFUSED: CloseCode =
+    CloseCode::new(1008, "this route does not upgrade guest conversations");
+/// Signed-in customers: the customer signed out (the refresh token is revoked; the ticket no
+/// longer resumes the signed-in session).
+pub const SIGNED_OUT: CloseCode = CloseCode::new(4411, "signed out");
+
 /// Every code guestgate sends, for documentation and tests.
 pub const ALL: &[CloseCode] = &[
     NORMAL,
@@ -126,6 +145,12 @@ pub const ALL: &[CloseCode] = &[
     MESSAGE_TIMEOUT,
     NO_COMMON_SUBPROTOCOL,
     SESSION_ENDED,
+    SIGN_IN_REQUIRED,
+    SIGN_IN_REJECTED,
+    SIGN_IN_EXPIRED,
+    SIGN_IN_DISABLED,
+    SIGN_IN_UPGRADE_REFUSED,
+    SIGNED_OUT,
     UPSTREAM_SESSION_REFUSED,
     UPSTREAM_AUTH_FAILED,
     UPSTREAM_REFUSED,

@@ -51,6 +51,7 @@ pub fn demo_config(
         api_url: None,
         attachments: true,
         message_queue: 16,
+        auth: None,
     }));
     route.resume = resume_key_file.map(|path| {
         ResumeConfig::new(vec![SecretSource {

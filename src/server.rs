@@ -440,6 +440,7 @@ fn handle(
             query: req.uri().query().map(str::to_owned),
             subprotocol,
             resume_ticket: None,
+            sign_in: None,
         },
     };
     let answer = upgrade.request.subprotocol.answer().map(str::to_owned);

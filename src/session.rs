@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::auth::resume::wants_first_frame;
-use crate::auth::resume_frame::{FIRST_FRAME_WAIT, FirstFrameError, read_resume_frame};
+use crate::auth::resume_frame::{
+    FIRST_FRAME_WAIT, FirstFrame, FirstFrameError, read_first_frame, wants_sign_in_frame,
+};
 use crate::close_code::{self, CloseCode};
 use crate::edge::SetupGuard;
 use crate::metrics::Metrics;
@@ -48,13 +50,19 @@ pub async fn run<S>(
 {
     let _open = metrics.open_connection(&route.name);
     let started = Instant::now();
-    if let Some((_, resume)) = &route.resume
-        && wants_first_frame(request.query.as_deref(), &resume.param)
-    {
-        // The page keeps its ticket out of the URL: it is the first frame, read (bounded in
-        // size and time) before any upstream work and never relayed.
-        match read_resume_frame(&mut browser.io, &mut browser.prefix, FIRST_FRAME_WAIT).await {
-            Ok(ticket) => request.resume_ticket = Some(ticket),
+    let resume_frame = route
+        .resume
+        .as_ref()
+        .is_some_and(|(_, resume)| wants_first_frame(request.query.as_deref(), &resume.param));
+    if resume_frame || wants_sign_in_frame(request.query.as_deref()) {
+        // The page keeps its ticket (or sign-in code) out of the URL: it is the first frame,
+        // read (bounded in size and time) before any upstream work and never relayed.
+        match read_first_frame(&mut browser.io, &mut browser.prefix, FIRST_FRAME_WAIT).await {
+            Ok(FirstFrame::Resume(ticket)) => request.resume_ticket = Some(ticket),
+            Ok(FirstFrame::SignIn { code, ticket }) => {
+                request.sign_in = Some(code);
+                request.resume_ticket = ticket;
+            }
             Err(FirstFrameError::Closed) => {
                 metrics.observe_session_setup(&route.name, "browser_gone", started.elapsed());
                 metrics.connection_finished(&route.name, "browser_gone");

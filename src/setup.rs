@@ -54,6 +54,13 @@ pub enum SetupError {
     /// The browser offered only subprotocols the route does not accept.
     #[error("browser offered no subprotocol this route accepts")]
     NoCommonSubprotocol,
+    /// The preset refused the browser's own request (e.g. a sign-in the route does not take,
+    /// or a rejected sign-in code); the close code says why.
+    #[error("browser request refused: {}", .0.reason)]
+    Browser(CloseCode),
+    /// A token endpoint the preset needed failed (e.g. Genesys's sign-in exchange).
+    #[error("upstream token endpoint failed: {0}")]
+    Token(crate::preset::genesys::signin::TokenError),
 }
 
 impl SetupError {
@@ -70,6 +77,11 @@ impl SetupError {
             SetupError::Hello(HelloError::Invalid(_)) => close_code::UPSTREAM_BAD,
             SetupError::Flow(e) => e.close_code(),
             SetupError::NoCommonSubprotocol => close_code::NO_COMMON_SUBPROTOCOL,
+            SetupError::Browser(code) => *code,
+            SetupError::Token(crate::preset::genesys::signin::TokenError::RateLimited) => {
+                close_code::UPSTREAM_RATE_LIMITED
+            }
+            SetupError::Token(_) => close_code::UPSTREAM_UNAVAILABLE,
         }
     }
 
@@ -79,7 +91,7 @@ impl SetupError {
     pub fn is_browser_request(&self) -> bool {
         match self {
             SetupError::Flow(f) => f.is_browser_request(),
-            SetupError::NoCommonSubprotocol => true,
+            SetupError::NoCommonSubprotocol | SetupError::Browser(_) => true,
             _ => false,
         }
     }
@@ -90,7 +102,8 @@ impl SetupError {
             SetupError::Connect(e) => e.kind(),
             SetupError::Hello(e) => e.kind(),
             SetupError::Flow(e) => e.kind(),
-            SetupError::NoCommonSubprotocol => "browser_request",
+            SetupError::NoCommonSubprotocol | SetupError::Browser(_) => "browser_request",
+            SetupError::Token(_) => "token",
         }
     }
 }
@@ -105,6 +118,9 @@ pub struct BrowserRequest {
     /// A resume ticket the browser presented in its first frame (`?resume=first-frame`), kept
     /// out of the URL and so out of access logs.
     pub resume_ticket: Option<String>,
+    /// A sign-in the browser presented in its first frame (`?signin=first-frame`), for routes
+    /// with signed-in customers.
+    pub sign_in: Option<crate::auth::sign_in_code::SignInCode>,
 }
 
 impl BrowserRequest {

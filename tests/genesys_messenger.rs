@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::page::Page;
 use common::*;
 use guestgate::mock::genesys::{FakeGenesys, FakeGenesysConfig, FakeGenesysHandle};
 use serde_json::{Value, json};
@@ -33,73 +34,6 @@ fn key_file() -> tempfile::TempPath {
     let key: [u8; 32] = rand::random();
     std::fs::write(&path, base64::engine::general_purpose::STANDARD.encode(key)).unwrap();
     path
-}
-
-/// A page: a raw WebSocket client that keeps every text frame it received.
-struct Page {
-    client: RawClient,
-    seen: Vec<String>,
-}
-
-impl Page {
-    async fn open(addr: std::net::SocketAddr, path: &str) -> (Page, Value) {
-        let client =
-            RawClient::connect_path(addr, path, "Origin: https://www.site.example\r\n").await;
-        let mut page = Page {
-            client,
-            seen: Vec::new(),
-        };
-        let ready = page.until(|v| v["class"] == "SessionReady").await;
-        (page, ready)
-    }
-
-    async fn send(&mut self, v: Value) {
-        self.client
-            .send(true, 1, v.to_string().as_bytes(), MASK)
-            .await;
-    }
-
-    /// Reads text frames until one satisfies `want`; a close frame fails the test.
-    async fn until(&mut self, want: impl Fn(&Value) -> bool) -> Value {
-        loop {
-            let (op, payload) = self.client.frame().await.expect("connection ended");
-            assert_ne!(op, 8, "closed: {:?}", frame_close(&payload));
-            let text = String::from_utf8(payload).unwrap();
-            self.seen.push(text.clone());
-            let v: Value = serde_json::from_str(&text).unwrap();
-            if want(&v) {
-                return v;
-            }
-        }
-    }
-
-    /// Reads text frames until the close frame; returns its code and reason.
-    async fn closed(&mut self) -> (u16, String) {
-        loop {
-            let (op, payload) = self.client.frame().await.expect("connection ended");
-            if op == 8 {
-                return frame_close(&payload);
-            }
-            self.seen.push(String::from_utf8(payload).unwrap());
-        }
-    }
-
-    fn classes(&self) -> Vec<String> {
-        self.seen
-            .iter()
-            .map(|t| {
-                serde_json::from_str::<Value>(t).unwrap()["class"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_owned()
-            })
-            .collect()
-    }
-}
-
-fn frame_close(payload: &[u8]) -> (u16, String) {
-    let code = u16::from_be_bytes([payload[0], payload[1]]);
-    (code, String::from_utf8_lossy(&payload[2..]).into_owned())
 }
 
 fn text(t: &str) -> Value {
@@ -296,4 +230,396 @@ async fn an_expired_session_ends_with_4410_and_its_ticket_starts_a_new_conversat
             && m.contains("guestgate_resume_attempts_total{outcome=\"ended\"} 1")
     })
     .await;
+}
+
+/// The session token of the only session the fake has seen.
+fn only_token(fake: &FakeGenesysHandle) -> String {
+    let tokens = fake.tokens_seen();
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    tokens[0].clone()
+}
+
+/// Every JWT the fake handed out on the socket.
+fn jwts(fake: &FakeGenesysHandle) -> Vec<String> {
+    fake.sent()
+        .iter()
+        .filter(|v| v["class"] == "JwtResponse")
+        .map(|v| v["body"]["jwt"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Asserts that no frame the page received holds the session token or any JWT.
+fn assert_no_credential(page: &Page, fake: &FakeGenesysHandle) {
+    let mut secrets = fake.tokens_seen();
+    secrets.extend(jwts(fake));
+    assert!(!secrets.is_empty());
+    for frame in &page.seen {
+        for secret in &secrets {
+            assert!(
+                !frame.contains(secret.as_str()),
+                "credential in a page frame: {frame}"
+            );
+        }
+    }
+}
+
+fn id_of(v: &Value) -> String {
+    v["body"]["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn history_comes_from_the_rest_api_and_the_jwt_stays_in_guestgate() {
+    let fake = fake_genesys(FakeGenesysConfig::default()).await;
+    let key = key_file();
+    let gg = gateway(&preset_config(&fake, &key)).await;
+    let (mut page, _) = Page::open(gg.addr, "/ws").await;
+    for t in ["one", "two"] {
+        page.send(text(t)).await;
+        let want = format!("Agent: you said \"{t}\"");
+        page.until(|v| v["body"]["text"] == want.as_str()).await;
+    }
+    page.send(json!({"action":"guestgate.getHistory","pageSize":25,"tracingId":"h1"}))
+        .await;
+    let history = page.until(|v| v["class"] == "History").await;
+    assert_eq!(history["type"], "guestgate");
+    assert_eq!(history["tracingId"], "h1");
+    let texts: Vec<&str> = history["body"]["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    // Newest first, as the API lists them.
+    assert_eq!(
+        texts,
+        [
+            "Agent: you said \"two\"",
+            "two",
+            "Agent: you said \"one\"",
+            "one"
+        ]
+    );
+    assert_eq!(history["body"]["total"], 4);
+
+    // At most one per second: an immediate second request is refused, the socket stays open.
+    page.send(json!({"action":"guestgate.getHistory","tracingId":"h2"}))
+        .await;
+    let refused = page.until(|v| v["tracingId"] == "h2").await;
+    assert_eq!(
+        (refused["class"].as_str(), refused["code"].as_i64()),
+        (Some("Error"), Some(429))
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    page.send(
+        json!({"action":"guestgate.getHistory","pageNumber":2,"pageSize":3,"tracingId":"h3"}),
+    )
+    .await;
+    let second = page.until(|v| v["tracingId"] == "h3").await;
+    assert_eq!(second["class"], "History");
+    assert_eq!(second["body"]["entities"][0]["text"], "one");
+    // The JWT was fetched once and reused; the page never saw it nor the session token.
+    assert_eq!(fake.jwt_requests(), 1);
+    assert_eq!(fake.history_requests(), 2);
+    assert_no_credential(&page, &fake);
+    metrics_when(gg.admin_addr, "history metrics", |m| {
+        m.contains("guestgate_genesys_history_fetches_total{kind=\"page\",outcome=\"ok\",route=\"demo\"} 2")
+            && m.contains("guestgate_genesys_history_fetches_total{kind=\"page\",outcome=\"refused\",route=\"demo\"} 1")
+            && m.contains("guestgate_genesys_jwt_fetches_total{outcome=\"ok\",route=\"demo\"} 1")
+    })
+    .await;
+
+    // The page can never ask for the JWT itself.
+    page.send(json!({"action":"getJwt"})).await;
+    assert_eq!(page.closed().await, (1008, "action not allowed".to_owned()));
+}
+
+#[tokio::test]
+async fn a_reconnect_with_after_replays_every_missed_message_once_and_in_order() {
+    let fake = fake_genesys(FakeGenesysConfig {
+        agent_reply: false,
+        ..FakeGenesysConfig::default()
+    })
+    .await;
+    let key = key_file();
+    let gg = gateway(&preset_config(&fake, &key)).await;
+    let (mut page, ready) = Page::open(gg.addr, "/ws").await;
+    let ticket = ready["body"]["resumeTicket"].as_str().unwrap().to_owned();
+    let token = only_token(&fake);
+    fake.agent_say(&token, "live 1").unwrap();
+    let last = page.until(|v| v["body"]["text"] == "live 1").await;
+    let last_id = id_of(&last);
+    drop(page);
+    for n in 1..=3 {
+        fake.agent_say(&token, &format!("missed {n}")).unwrap();
+    }
+
+    let path = format!("/ws?resume={ticket}&after={last_id}");
+    let (mut page, again) = Page::open(gg.addr, &path).await;
+    assert_eq!(again["body"]["newSession"], false);
+    let done = page.until(|v| v["class"] == "ReplayDone").await;
+    assert_eq!(done["body"], json!({"count": 3, "complete": true}));
+    fake.agent_say(&token, "live 2").unwrap();
+    page.until(|v| v["body"]["text"] == "live 2").await;
+    let texts: Vec<String> = page
+        .seen
+        .iter()
+        .map(|t| serde_json::from_str::<Value>(t).unwrap())
+        .filter(|v| v["class"] == "StructuredMessage")
+        .map(|v| v["body"]["text"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(texts, ["missed 1", "missed 2", "missed 3", "live 2"]);
+    assert_no_credential(&page, &fake);
+    metrics_when(gg.admin_addr, "replayed", |m| {
+        m.contains("guestgate_genesys_replayed_messages_total{route=\"demo\"} 3")
+            && m.contains("guestgate_genesys_history_fetches_total{kind=\"replay\",outcome=\"ok\",route=\"demo\"} 1")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn read_only_after_the_agent_ends_then_start_new_hands_out_a_new_ticket() {
+    use guestgate::mock::genesys::{DisconnectType, FakeDeployment};
+    let mut config = FakeGenesysConfig {
+        agent_reply: false,
+        ..FakeGenesysConfig::default()
+    };
+    config.deployments.insert(
+        guestgate::mock::genesys::DEFAULT_DEPLOYMENT_ID.into(),
+        FakeDeployment {
+            conversation_disconnect: Some(DisconnectType::ReadOnly),
+            ..FakeDeployment::default()
+        },
+    );
+    let fake = fake_genesys(config).await;
+    let key = key_file();
+    let gg = gateway(&preset_config(&fake, &key)).await;
+    let (mut page, ready) = Page::open(gg.addr, "/ws").await;
+    let first_ticket = ready["body"]["resumeTicket"].as_str().unwrap().to_owned();
+    let token = only_token(&fake);
+    fake.agent_disconnect(&token).unwrap();
+    let ended = page
+        .until(|v| v["body"]["events"][0]["presence"]["type"] == "Disconnect")
+        .await;
+    assert_eq!(ended["class"], "StructuredMessage");
+    // Read-only: a reconnect says so.
+    let (_other, reconnect) = Page::open(gg.addr, &format!("/ws?resume={first_ticket}")).await;
+    assert_eq!(reconnect["body"]["readOnly"], true);
+
+    page.send(json!({"action":"guestgate.startNew"})).await;
+    let response = page.until(|v| v["class"] == "SessionResponse").await;
+    assert_eq!(response["body"]["readOnly"], false);
+    let fresh = page.until(|v| v["class"] == "SessionReady").await;
+    assert_eq!(fresh["type"], "guestgate");
+    assert_eq!(fresh["body"]["newSession"], true);
+    let new_ticket = fresh["body"]["resumeTicket"].as_str().unwrap();
+    assert_ne!(new_ticket, first_ticket);
+    assert_eq!(fake.read_only(&token), Some(false));
+    page.send(text("hello again")).await;
+    page.until(|v| is_inbound(v, "hello again")).await;
+    let configures: Vec<Value> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r["startNew"] == true)
+        .collect();
+    assert_eq!(configures.len(), 1);
+    assert_eq!(configures[0]["action"], "configureSession");
+    assert_no_credential(&page, &fake);
+}
+
+#[tokio::test]
+async fn clearing_the_conversation_ends_with_4410_and_the_next_connect_is_new() {
+    use guestgate::mock::genesys::FakeDeployment;
+    let mut config = FakeGenesysConfig {
+        agent_reply: false,
+        ..FakeGenesysConfig::default()
+    };
+    config.deployments.insert(
+        guestgate::mock::genesys::DEFAULT_DEPLOYMENT_ID.into(),
+        FakeDeployment {
+            conversation_clear: true,
+            ..FakeDeployment::default()
+        },
+    );
+    let fake = fake_genesys(config).await;
+    let key = key_file();
+    let gg = gateway(&preset_config(&fake, &key)).await;
+    let (mut page, ready) = Page::open(gg.addr, "/ws").await;
+    let ticket = ready["body"]["resumeTicket"].as_str().unwrap().to_owned();
+    page.send(json!({"action":"onMessage","message":{"type":"Event",
+        "events":[{"eventType":"Presence","presence":{"type":"Clear"}}]}}))
+        .await;
+    assert_eq!(page.closed().await.0, 4410);
+    let classes = page.classes();
+    assert!(
+        classes.contains(&"SessionClearedEvent".to_owned()),
+        "{classes:?}"
+    );
+    assert!(
+        page.seen
+            .iter()
+            .any(|t| t.contains("\"SessionEnded\"") && t.contains("\"cleared\""))
+    );
+    let (_page, again) = Page::open(gg.addr, &format!("/ws?resume={ticket}")).await;
+    assert_eq!(again["body"]["newSession"], true);
+}
+
+#[tokio::test]
+async fn an_upload_goes_straight_to_storage_and_the_message_carries_it() {
+    use guestgate::mock::genesys::{FakeDeployment, FileUploadMode};
+    let mut config = FakeGenesysConfig {
+        agent_reply: false,
+        ..FakeGenesysConfig::default()
+    };
+    config.deployments.insert(
+        guestgate::mock::genesys::DEFAULT_DEPLOYMENT_ID.into(),
+        FakeDeployment {
+            file_upload_modes: vec![FileUploadMode {
+                file_types: vec!["text/plain".into()],
+                max_file_size_kb: 100,
+            }],
+            ..FakeDeployment::default()
+        },
+    );
+    let fake = fake_genesys(config).await;
+    let key = key_file();
+    let gg = gateway(&preset_config(&fake, &key)).await;
+    let (mut page, ready) = Page::open(gg.addr, "/ws").await;
+    assert_eq!(
+        ready["body"]["allowedMedia"]["inbound"]["fileTypes"][0]["type"],
+        "text/plain"
+    );
+    let body = b"hello from a file\n".to_vec();
+    let id = "6a1b9b5e-0000-4000-8000-000000000001";
+    page.send(
+        json!({"action":"onAttachment","attachmentId":id,"fileName":"note.txt",
+        "fileType":"text/plain","fileSize":body.len(),"errorsAsJson":true,"tracingId":"a1"}),
+    )
+    .await;
+    let slot = page.until(|v| v["class"] == "PresignedUrlResponse").await;
+    let client =
+        guestgate::auth::http_client::build_http_client(None, Duration::from_secs(5)).unwrap();
+    let mut put = client
+        .put(slot["body"]["url"].as_str().unwrap())
+        .body(body.clone());
+    for (k, v) in slot["body"]["headers"].as_object().unwrap() {
+        put = put.header(k.as_str(), v.as_str().unwrap());
+    }
+    assert_eq!(put.send().await.unwrap().status(), 200);
+    let uploaded = page.until(|v| v["class"] == "UploadSuccessEvent").await;
+    let download = uploaded["body"]["downloadUrl"].as_str().unwrap();
+    assert_eq!(
+        client
+            .get(download)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec(),
+        body
+    );
+    page.send(
+        json!({"action":"onMessage","message":{"type":"Text","text":"see attached",
+        "content":[{"contentType":"Attachment","attachment":{"id":id}}]}}),
+    )
+    .await;
+    let echo = page.until(|v| is_inbound(v, "see attached")).await;
+    assert!(
+        echo["body"]["content"][0]["attachment"]["url"].is_string(),
+        "{echo}"
+    );
+    // A type the deployment does not allow is refused by Genesys, not by a closed socket.
+    page.send(
+        json!({"action":"onAttachment","attachmentId":"6a1b9b5e-0000-4000-8000-000000000002",
+        "fileName":"x.png","fileType":"image/png","fileSize":10,"tracingId":"a2"}),
+    )
+    .await;
+    let refused = page.until(|v| v["tracingId"] == "a2").await;
+    assert_eq!(refused["code"], 4001);
+    assert_no_credential(&page, &fake);
+    metrics_when(gg.admin_addr, "attachments", |m| {
+        m.contains("guestgate_genesys_attachments_total{outcome=\"uploaded\",route=\"demo\"} 1")
+            && m.contains("guestgate_genesys_attachments_total{outcome=\"slot\",route=\"demo\"} 1")
+            && m.contains(
+                "guestgate_genesys_attachments_total{outcome=\"refused\",route=\"demo\"} 1",
+            )
+            && m.contains(
+                "guestgate_genesys_attachments_total{outcome=\"requested\",route=\"demo\"} 2",
+            )
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_route_with_attachments_off_answers_with_an_error_frame() {
+    let fake = fake_genesys(FakeGenesysConfig::default()).await;
+    let key = key_file();
+    let mut config = preset_config(&fake, &key);
+    if let guestgate::config::UpstreamConfig::Preset(guestgate::preset::PresetConfig::Genesys(g)) =
+        &mut config.routes[0].upstream
+    {
+        g.attachments = false;
+    }
+    let gg = gateway(&config).await;
+    let (mut page, _) = Page::open(gg.addr, "/ws").await;
+    page.send(
+        json!({"action":"onAttachment","attachmentId":"x","fileName":"a.txt",
+        "fileType":"text/plain","fileSize":1,"tracingId":"off"}),
+    )
+    .await;
+    let refused = page.until(|v| v["tracingId"] == "off").await;
+    assert_eq!(
+        (refused["type"].as_str(), refused["code"].as_i64()),
+        (Some("guestgate"), Some(403))
+    );
+    // The socket stays usable.
+    page.send(text("still here")).await;
+    page.until(|v| is_inbound(v, "still here")).await;
+    assert!(
+        !fake
+            .requests()
+            .iter()
+            .any(|r| r["action"] == "onAttachment")
+    );
+}
+
+#[tokio::test]
+async fn a_page_spamming_history_and_start_new_costs_the_upstream_one_call_each() {
+    let fake = fake_genesys(FakeGenesysConfig {
+        agent_reply: false,
+        ..FakeGenesysConfig::default()
+    })
+    .await;
+    let key = key_file();
+    let gg = gateway(&preset_config(&fake, &key)).await;
+    let (mut page, _) = Page::open(gg.addr, "/ws").await;
+    // Within the route's message burst (20): every request reaches the conversation layer.
+    for n in 0..15 {
+        page.send(json!({"action":"guestgate.getHistory","tracingId":format!("h{n}")}))
+            .await;
+    }
+    let mut answers = Vec::new();
+    while answers.len() < 15 {
+        let v = page
+            .until(|v| v["tracingId"].as_str().is_some_and(|t| t.starts_with('h')))
+            .await;
+        answers.push(v["class"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        answers.iter().filter(|c| *c == "History").count(),
+        1,
+        "{answers:?}"
+    );
+    assert_eq!(answers.iter().filter(|c| *c == "Error").count(), 14);
+    assert_eq!(fake.history_requests(), 1);
+    assert_eq!(fake.jwt_requests(), 1);
+    // Unknown guestgate actions and bad pages are answered, not forwarded.
+    page.send(json!({"action":"guestgate.nope","tracingId":"x1"}))
+        .await;
+    assert_eq!(page.until(|v| v["tracingId"] == "x1").await["code"], 400);
+    page.send(json!({"action":"guestgate.getHistory","pageSize":1000,"tracingId":"x2"}))
+        .await;
+    assert_eq!(page.until(|v| v["tracingId"] == "x2").await["code"], 400);
+    assert_eq!(fake.history_requests(), 1);
 }

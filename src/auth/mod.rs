@@ -14,6 +14,7 @@ pub mod hello;
 pub mod http_client;
 pub mod resume;
 pub mod resume_frame;
+pub mod sign_in_code;
 pub mod steps;
 pub mod template;
 pub mod token;

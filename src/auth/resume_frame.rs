@@ -1,9 +1,11 @@
-//! Presenting a resume ticket in the browser's first frame instead of the URL query, so it
-//! stays out of access logs: a page that opens `/ws?resume=first-frame` sends
-//! `{"type":"guestgate","action":"resume","ticket":"..."}` as its first message, and
-//! `session::run` reads it before the set-up starts (so before `configureSession`). The read is
-//! bounded in size ([`FIRST_FRAME_MAX`]) and time ([`FIRST_FRAME_WAIT`]); the frame is
-//! consumed (never relayed upstream) and any bytes read after it are handed back for the relay.
+//! Presenting a resume ticket (or a sign-in code) in the browser's first frame instead of the
+//! URL query, so it stays out of access logs: a page that opens `/ws?resume=first-frame` sends
+//! `{"type":"guestgate","action":"resume","ticket":"..."}` as its first message; a page that
+//! opens `/ws?signin=first-frame` sends `{"type":"guestgate","action":"signIn","code":"...",
+//! "codeVerifier"?:..,"nonce"?:..,"ticket"?:..}`. `session::run` reads it before the set-up
+//! starts (so before `configureSession`). The read is bounded in size ([`FIRST_FRAME_MAX`]) and
+//! time ([`FIRST_FRAME_WAIT`]); the frame is consumed (never relayed upstream) and any bytes
+//! read after it are handed back for the relay.
 
 use std::time::Duration;
 
@@ -45,6 +47,55 @@ struct ResumeFrame {
     ticket: String,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SignInFrame {
+    r#type: String,
+    action: String,
+    code: String,
+    #[serde(default)]
+    code_verifier: Option<String>,
+    #[serde(default)]
+    nonce: Option<String>,
+    #[serde(default)]
+    ticket: Option<String>,
+}
+
+/// The query parameter and value that announce a sign-in code in the first frame.
+pub const SIGN_IN_PARAM: &str = "signin";
+
+/// What a page's first frame carried.
+#[derive(PartialEq, Eq)]
+pub enum FirstFrame {
+    /// A resume ticket.
+    Resume(String),
+    /// A sign-in: the identity provider's code, and a ticket to continue (or upgrade) a
+    /// conversation.
+    SignIn {
+        /// The code, verifier and nonce.
+        code: crate::auth::sign_in_code::SignInCode,
+        /// A resume ticket, if the page had one.
+        ticket: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for FirstFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FirstFrame::Resume(_) => f.write_str("Resume(..)"),
+            FirstFrame::SignIn { .. } => f.write_str("SignIn(..)"),
+        }
+    }
+}
+
+/// Whether the page announced a sign-in in its first frame (`?signin=first-frame`).
+pub fn wants_sign_in_frame(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .any(|(name, value)| name == SIGN_IN_PARAM && value == FIRST_FRAME_MARKER)
+    })
+}
+
 /// Reads the browser's first frame from `prefix` then `io`, within `wait`, and returns the
 /// ticket it carries. Bytes after the frame are left in `prefix`.
 pub async fn read_resume_frame<R: AsyncRead + Unpin>(
@@ -52,6 +103,19 @@ pub async fn read_resume_frame<R: AsyncRead + Unpin>(
     prefix: &mut Bytes,
     wait: Duration,
 ) -> Result<String, FirstFrameError> {
+    match read_first_frame(io, prefix, wait).await? {
+        FirstFrame::Resume(ticket) => Ok(ticket),
+        FirstFrame::SignIn { .. } => Err(FirstFrameError::NotResume),
+    }
+}
+
+/// Reads the browser's first frame from `prefix` then `io`, within `wait`: a resume or a
+/// sign-in request. Bytes after the frame are left in `prefix`.
+pub async fn read_first_frame<R: AsyncRead + Unpin>(
+    io: &mut R,
+    prefix: &mut Bytes,
+    wait: Duration,
+) -> Result<FirstFrame, FirstFrameError> {
     let mut buf = prefix.to_vec();
     let frame = tokio::time::timeout(wait, async {
         loop {
@@ -76,12 +140,25 @@ pub async fn read_resume_frame<R: AsyncRead + Unpin>(
     let mut payload = buf[header.header_len..frame].to_vec();
     frame::apply_mask(&mut payload, header.mask.expect("checked masked"));
     *prefix = Bytes::copy_from_slice(&buf[frame..]);
-    let request: ResumeFrame =
+    if let Ok(request) = serde_json::from_slice::<ResumeFrame>(&payload) {
+        if request.r#type != "guestgate" || request.action != "resume" {
+            return Err(FirstFrameError::NotResume);
+        }
+        return Ok(FirstFrame::Resume(request.ticket));
+    }
+    let request: SignInFrame =
         serde_json::from_slice(&payload).map_err(|_| FirstFrameError::NotResume)?;
-    if request.r#type != "guestgate" || request.action != "resume" {
+    if request.r#type != "guestgate" || request.action != "signIn" || request.code.is_empty() {
         return Err(FirstFrameError::NotResume);
     }
-    Ok(request.ticket)
+    Ok(FirstFrame::SignIn {
+        code: crate::auth::sign_in_code::SignInCode {
+            code: crate::secret::Secret::new(request.code),
+            code_verifier: request.code_verifier.map(crate::secret::Secret::new),
+            nonce: request.nonce,
+        },
+        ticket: request.ticket,
+    })
 }
 
 /// The length of the complete first frame at the start of `buf`, `None` if more is needed.

@@ -7,6 +7,9 @@
 //!
 //! The Genesys address also serves the fake's history REST API and attachment storage;
 //! `--agent-every-ms`/`--agent-max` make its agent write on a timer (see `FakeGenesysConfig`).
+//! `--auth` turns on authenticated messaging for its deployment (the token endpoints and the
+//! stand-in identity provider's `/idp/authorize` page on the same address; register the site's
+//! callback with `--auth-redirect-uri`).
 //!
 //! Prints one line `{"genesys":ADDR,"echo":ADDR,"flood":ADDR,"stats":ADDR}` once every
 //! listener is bound, then runs until SIGTERM/SIGINT.
@@ -18,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clap::Parser;
 use futures::{SinkExt, StreamExt};
+use guestgate::mock::genesys::{DEFAULT_DEPLOYMENT_ID, FakeDeployment};
 use guestgate::mock::{FakeGenesys, FakeGenesysConfig, FakeGenesysHandle};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -50,6 +54,25 @@ struct Cli {
     /// At most this many periodic agent messages per conversation (0: no limit).
     #[arg(long, default_value_t = 0)]
     agent_max: u64,
+    /// Enable authenticated (signed-in) messaging on the fake Genesys's deployment.
+    #[arg(long)]
+    auth: bool,
+    /// With --auth: let a guest session be upgraded to an authenticated one
+    /// (`auth.allowSessionUpgrade`).
+    #[arg(long, requires = "auth")]
+    auth_allow_session_upgrade: bool,
+    /// A redirect URI the stand-in identity provider accepts (repeatable).
+    #[arg(long = "auth-redirect-uri", value_name = "URI")]
+    auth_redirect_uris: Vec<String>,
+    /// Lifetime of an authenticated JWT, in seconds.
+    #[arg(long, default_value_t = 900)]
+    auth_jwt_lifetime_secs: u64,
+    /// Lifetime of a refresh token, in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    refresh_token_lifetime_secs: u64,
+    /// Requests per minute each token endpoint takes (0: no limit).
+    #[arg(long, default_value_t = 60)]
+    auth_rate_per_minute: u32,
 }
 
 /// Open and total sockets of one plain upstream.
@@ -102,6 +125,12 @@ async fn bind(ip: IpAddr, what: &str) -> std::io::Result<TcpListener> {
 }
 
 async fn run(cli: Cli) -> std::io::Result<()> {
+    let deployment = FakeDeployment {
+        auth_enabled: cli.auth,
+        allow_session_upgrade: cli.auth_allow_session_upgrade,
+        ..FakeDeployment::default()
+    };
+    let secs = std::time::Duration::from_secs;
     let genesys = FakeGenesys::start(
         bind(cli.bind, "genesys").await?,
         FakeGenesysConfig {
@@ -111,6 +140,11 @@ async fn run(cli: Cli) -> std::io::Result<()> {
             agent_every: (cli.agent_every_ms > 0)
                 .then(|| std::time::Duration::from_millis(cli.agent_every_ms)),
             agent_max: cli.agent_max,
+            deployments: [(DEFAULT_DEPLOYMENT_ID.to_owned(), deployment)].into(),
+            auth_redirect_uris: cli.auth_redirect_uris,
+            auth_jwt_lifetime: secs(cli.auth_jwt_lifetime_secs),
+            refresh_token_lifetime: secs(cli.refresh_token_lifetime_secs),
+            auth_rate_per_minute: cli.auth_rate_per_minute,
             ..FakeGenesysConfig::default()
         },
     );
@@ -211,6 +245,9 @@ async fn serve_stats(
                 "open": genesys.open_sockets(),
                 "sessions": genesys.sessions_created(),
                 "requests": genesys.request_count(),
+                "auth_exchanges": genesys.auth_exchanges(),
+                "auth_refreshes": genesys.auth_refreshes(),
+                "auth_revokes": genesys.auth_revokes(),
             },
             "echo": count(&echo),
             "flood": count(&flood),

@@ -33,7 +33,19 @@ pub const ATTACHMENT_OUTCOMES: [&str; 8] = [
 /// `outcome` of `guestgate_genesys_paced_messages_total`.
 pub const PACING_OUTCOMES: [&str; 4] = ["sent", "queued", "refused", "typing_thinned"];
 /// `reason` of `guestgate_genesys_sessions_ended_total`.
-pub const END_REASONS: [&str; 4] = ["expired", "cleared", "closed", "not_found"];
+pub const END_REASONS: [&str; 6] = [
+    "expired",
+    "cleared",
+    "closed",
+    "not_found",
+    "signed_out",
+    "sign_in_expired",
+];
+
+/// `op` of `guestgate_genesys_auth_requests_total`.
+pub const AUTH_OPS: [&str; 3] = ["exchange", "refresh", "revoke"];
+/// `outcome` of `guestgate_genesys_auth_requests_total`.
+pub const AUTH_OUTCOMES: [&str; 4] = ["ok", "rejected", "rate_limited", "unavailable"];
 
 /// The Genesys conversation counters.
 #[derive(Debug)]
@@ -44,6 +56,7 @@ pub struct GenesysMetrics {
     pacing: IntCounterVec,
     replayed: IntCounterVec,
     ended: IntCounterVec,
+    auth: IntCounterVec,
 }
 
 impl GenesysMetrics {
@@ -85,6 +98,11 @@ impl GenesysMetrics {
                 "Genesys sessions that ended upstream while a page was connected, by reason.",
                 &["route", "reason"],
             )?,
+            auth: counter(
+                "guestgate_genesys_auth_requests_total",
+                "Signed-in customers: code exchanges, JWT refreshes and revocations (sign-outs) against Genesys's token endpoints, by outcome.",
+                &["route", "op", "outcome"],
+            )?,
         })
     }
 
@@ -108,6 +126,18 @@ impl GenesysMetrics {
         for reason in END_REASONS {
             self.ended.with_label_values(&[route, reason]);
         }
+        for op in AUTH_OPS {
+            for outcome in AUTH_OUTCOMES {
+                self.auth.with_label_values(&[route, op, outcome]);
+            }
+        }
+    }
+
+    /// Counts a token endpoint call.
+    pub fn auth(&self, route: &str, op: &str, outcome: &str) {
+        closed(&AUTH_OPS, op);
+        closed(&AUTH_OUTCOMES, outcome);
+        self.auth.with_label_values(&[route, op, outcome]).inc();
     }
 
     /// Counts a history read.

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod page;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

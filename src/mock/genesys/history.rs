@@ -44,6 +44,14 @@ pub(super) fn sign(key: &[u8], data: &str) -> String {
     URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }
 
+/// A JWT with these claims: `header.payload.signature`, base64url, HS256 under the fake's key.
+pub(super) fn mint_jwt(key: &[u8], claims: &Value) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let unsigned = format!("{header}.{payload}");
+    format!("{unsigned}.{}", sign(key, &unsigned))
+}
+
 /// A platform-style JSON error body (no credential in it).
 pub(super) fn api_error(status: u16, code: &str, message: &str) -> Value {
     json!({
@@ -61,16 +69,13 @@ impl State {
     pub(super) fn get_jwt(&self, token: &str, tracing: Option<&Value>) -> Value {
         let lifetime = self.config.jwt_lifetime;
         let exp = epoch_after(lifetime);
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
         let claims = json!({
             "iss": "fake-genesys",
             "jti": uuid::Uuid::new_v4().to_string(),
             "iat": frames::epoch_now(),
             "exp": exp,
         });
-        let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
-        let unsigned = format!("{header}.{payload}");
-        let jwt = format!("{unsigned}.{}", sign(&self.key, &unsigned));
+        let jwt = mint_jwt(&self.key, &claims);
         let now = Instant::now();
         let mut jwts = lock(&self.jwts);
         jwts.retain(|_, g| g.until > now);

@@ -6,10 +6,13 @@
 //! - `GET /api/v2/webmessaging/messages`: the history REST API (`history`);
 //! - `PUT`, `GET .../download` and `OPTIONS` under `/storage/`: the attachment storage
 //!   (`attachments`);
+//! - `POST .../token/oauthcodegrantjwtexchange`, `POST .../token/refresh` and `DELETE
+//!   .../token/revoke` under `/api/v2/webdeployments/`: authenticated messaging (`auth`);
+//! - `GET /idp/authorize` and `GET /idp/approve`: the stand-in identity provider (`idp`);
 //! - 404 for other paths, 405 for other methods.
 //!
-//! Heads are bounded ([`MAX_HEAD`]) and so are bodies ([`MAX_UPLOAD_BYTES`]); each has a
-//! deadline.
+//! Heads are bounded ([`MAX_HEAD`]) and so are bodies ([`MAX_UPLOAD_BYTES`] for uploads,
+//! [`MAX_JSON_BODY`] for the token endpoints); each has a deadline.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -21,6 +24,8 @@ use tokio::net::TcpStream;
 
 use super::MAX_UPLOAD_BYTES;
 use super::attachments::{STORAGE_PREFIX, preflight};
+use super::auth::{Endpoint, MAX_JSON_BODY};
+use super::idp::{APPROVE_PATH, AUTHORIZE_PATH};
 use super::protocol::State;
 
 /// Longest request head the fake reads before giving up on a connection.
@@ -184,11 +189,22 @@ impl Reply {
         }
     }
 
-    fn json(status: u16, body: &Value) -> Self {
+    /// A JSON answer.
+    pub(super) fn json(status: u16, body: &Value) -> Self {
         Reply::new(status, "application/json", body.to_string().into_bytes())
     }
 
-    fn text(status: u16, body: &str) -> Self {
+    /// An answer without a body or content type (e.g. 204).
+    pub(super) fn empty(status: u16) -> Self {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// A plain-text answer.
+    pub(super) fn text(status: u16, body: &str) -> Self {
         Reply::new(status, "text/plain", body.as_bytes().to_vec())
     }
 
@@ -207,6 +223,8 @@ impl Reply {
     fn reason(&self) -> &'static str {
         match self.status {
             200 => "OK",
+            204 => "No Content",
+            302 => "Found",
             400 => "Bad Request",
             401 => "Unauthorized",
             403 => "Forbidden",
@@ -214,6 +232,8 @@ impl Reply {
             405 => "Method Not Allowed",
             411 => "Length Required",
             413 => "Payload Too Large",
+            415 => "Unsupported Media Type",
+            429 => "Too Many Requests",
             _ => "Error",
         }
     }
@@ -223,10 +243,11 @@ impl Reply {
         for (k, v) in &self.headers {
             out.push_str(&format!("{k}: {v}\r\n"));
         }
-        out.push_str(&format!(
-            "content-length: {}\r\nconnection: close\r\n\r\n",
-            self.body.len()
-        ));
+        // A 204 has no body, so no length either (RFC 9110, section 8.6).
+        if self.status != 204 {
+            out.push_str(&format!("content-length: {}\r\n", self.body.len()));
+        }
+        out.push_str("connection: close\r\n\r\n");
         let mut bytes = out.into_bytes();
         bytes.extend_from_slice(&self.body);
         bytes
@@ -256,6 +277,12 @@ pub(super) async fn route(mut stream: TcpStream, state: &State) -> Incoming {
         Reply::text(413, "Payload Too Large")
     } else if req.method == "PUT" && req.path.starts_with(STORAGE_PREFIX) {
         upload(&mut stream, state, &req, buf[head_len..].to_vec()).await
+    } else if let Some(e) = Endpoint::at(&req.path).filter(|e| e.method() == req.method) {
+        let body = match e {
+            Endpoint::Revoke => Ok(Vec::new()),
+            _ => json_body(&mut stream, &req, buf[head_len..].to_vec()).await,
+        };
+        state.auth_rest(e, &req, body)
     } else {
         answer(state, &req, &host)
     };
@@ -292,7 +319,27 @@ async fn upload(
     }
 }
 
-/// The answer to any plain request but an upload.
+/// Reads a token request's JSON body (`early` is what came with the head), or the answer to
+/// give instead: 411 without a length, 413 over [`MAX_JSON_BODY`], 400 when cut short.
+async fn json_body(
+    stream: &mut TcpStream,
+    req: &PlainRequest,
+    early: Vec<u8>,
+) -> Result<Vec<u8>, Reply> {
+    let len = match req.content_length() {
+        Some(n) if !req.chunked() => n,
+        _ => return Err(Reply::text(411, "Length Required")),
+    };
+    if len > MAX_JSON_BODY as u64 {
+        return Err(Reply::text(413, "Payload Too Large"));
+    }
+    match tokio::time::timeout(BODY_DEADLINE, read_body(stream, early, len as usize)).await {
+        Ok(Some(body)) => Ok(body),
+        _ => Err(Reply::text(400, "Incomplete body")),
+    }
+}
+
+/// The answer to any plain request but an upload or a token request.
 fn answer(state: &State, req: &PlainRequest, host: &str) -> Reply {
     if let Some(rest) = req.path.strip_prefix(STORAGE_PREFIX) {
         return match (req.method.as_str(), rest.split_once('/')) {
@@ -306,8 +353,14 @@ fn answer(state: &State, req: &PlainRequest, host: &str) -> Reply {
             .with_cors(),
         };
     }
-    if req.method != "GET" {
+    if req.method != "GET" || Endpoint::at(&req.path).is_some() {
         return Reply::text(405, "Method Not Allowed");
+    }
+    if req.path == AUTHORIZE_PATH {
+        return state.idp_authorize(req);
+    }
+    if req.path == APPROVE_PATH {
+        return state.idp_approve(req);
     }
     if req.path == HISTORY_PATH {
         let (status, body) = state.history_page(req.header("authorization"), &req.query);

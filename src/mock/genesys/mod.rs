@@ -4,11 +4,13 @@
 //! survive reconnects by token and fan out to every socket of the token, echoes, a fake agent
 //! (answering, writing on a timer or on demand, disconnecting), the 2-per-second message
 //! limit, session expiry, read-only conversations and `startNew`, conversation clear,
-//! `getJwt` and attachments.
+//! `getJwt`, attachments and authenticated (signed-in) sessions.
 //!
 //! The same listener answers plain HTTP: each deployment's public `config.json`
-//! (`public_config`), the history REST API (`history`) and the attachment storage
-//! (`attachments`), so diagnosis, history and uploads can be tested against one address.
+//! (`public_config`), the history REST API (`history`), the attachment storage
+//! (`attachments`), the authenticated-messaging token endpoints (`auth`) and a stand-in
+//! identity provider with a one-button sign-in page (`idp`), so diagnosis, history, uploads
+//! and sign-in can be tested against one address.
 //!
 //! It stays strict: what the real service refuses, it refuses, with the real error frame
 //! `{"type":"response","class":"string","code":N,"body":"text","tracingId"?}`. Where the
@@ -16,12 +18,16 @@
 //! [`READ_ONLY_CODE`]).
 
 mod attachments;
+mod auth;
 mod frames;
 mod history;
 mod http;
+mod idp;
 mod protocol;
 mod public_config;
 
+pub use auth::TRY_AGAIN;
+pub use idp::IDP_SUBJECT;
 pub use public_config::{DeploymentStatus, DisconnectType, FakeDeployment, FileUploadMode};
 
 use std::collections::BTreeMap;
@@ -62,6 +68,18 @@ pub const MAX_UPLOAD_BYTES: usize = 10 << 20;
 /// The history REST path, on the fake's listener: see [`FakeGenesysHandle::history_url`].
 pub const HISTORY_PATH: &str = http::HISTORY_PATH;
 
+/// The authorization-code-for-JWT exchange path, on the fake's listener (`POST`, JSON).
+pub const AUTH_EXCHANGE_PATH: &str = auth::EXCHANGE_PATH;
+
+/// The JWT refresh path (`POST`, JSON `{"refreshToken","deploymentId"?}`).
+pub const AUTH_REFRESH_PATH: &str = auth::REFRESH_PATH;
+
+/// The sign-out path (`DELETE` with `Authorization: Bearer <jwt>`).
+pub const AUTH_REVOKE_PATH: &str = auth::REVOKE_PATH;
+
+/// The stand-in identity provider's sign-in page: see [`FakeGenesysHandle::idp_authorize_url`].
+pub const IDP_AUTHORIZE_PATH: &str = idp::AUTHORIZE_PATH;
+
 /// Settings for a [`FakeGenesys`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FakeGenesysConfig {
@@ -95,12 +113,26 @@ pub struct FakeGenesysConfig {
     pub upload_url_lifetime: Duration,
     /// How long an attachment download URL works.
     pub download_url_lifetime: Duration,
+    /// Redirect URIs registered with the stand-in identity provider (`/idp/authorize`), by
+    /// exact string; any other `redirect_uri` gets 400. Empty: no sign-in is possible.
+    pub auth_redirect_uris: Vec<String>,
+    /// How long an authorization code from the identity provider can be exchanged.
+    pub auth_code_lifetime: Duration,
+    /// How long a JWT from the code exchange or a refresh opens an authenticated session.
+    pub auth_jwt_lifetime: Duration,
+    /// How long a refresh token works, from the exchange that issued it (not sliding).
+    pub refresh_token_lifetime: Duration,
+    /// Requests per minute each of the exchange, refresh and revoke endpoints takes (a
+    /// sliding minute, the whole fake); more get 429 with `Retry-After`. 0 disables the limit.
+    pub auth_rate_per_minute: u32,
 }
 
 impl Default for FakeGenesysConfig {
     /// One deployment ([`DEFAULT_DEPLOYMENT_ID`]), any origin, agent replies on, no periodic
     /// agent, 2 msg/s, no expiry, no added latency; JWTs for 10 minutes, upload URLs for 60 s,
-    /// download URLs for 10 minutes.
+    /// download URLs for 10 minutes; no registered redirect URI, authorization codes for 60 s,
+    /// authenticated JWTs for 15 minutes, refresh tokens for 24 hours, 60 auth requests per
+    /// minute per endpoint.
     fn default() -> Self {
         FakeGenesysConfig {
             deployment_ids: vec![DEFAULT_DEPLOYMENT_ID.to_owned()],
@@ -115,6 +147,11 @@ impl Default for FakeGenesysConfig {
             jwt_lifetime: Duration::from_secs(600),
             upload_url_lifetime: Duration::from_secs(60),
             download_url_lifetime: Duration::from_secs(600),
+            auth_redirect_uris: Vec::new(),
+            auth_code_lifetime: Duration::from_secs(60),
+            auth_jwt_lifetime: Duration::from_secs(15 * 60),
+            refresh_token_lifetime: Duration::from_secs(24 * 60 * 60),
+            auth_rate_per_minute: 60,
         }
     }
 }
@@ -199,8 +236,9 @@ impl FakeGenesysHandle {
         self.state.drops.receiver_count()
     }
 
-    /// Sessions ever created by a `configureSession` with a new token (resumes and `startNew`
-    /// not counted; a token configured again after a conversation clear counts again).
+    /// Sessions ever created by a `configureSession` or `configureAuthenticatedSession` with a
+    /// new token (resumes, upgrades and `startNew` not counted; a token configured again after
+    /// a conversation clear counts again).
     pub fn sessions_created(&self) -> usize {
         self.state.session_count()
     }
@@ -328,6 +366,91 @@ impl FakeGenesysHandle {
         lock(&self.state.uploads).clone()
     }
 
+    /// The stand-in identity provider's sign-in page without parameters:
+    /// `http://127.0.0.1:PORT/idp/authorize`. Add `redirect_uri` (one of the config's
+    /// `auth_redirect_uris`), `state`, and optionally `code_challenge` with
+    /// `code_challenge_method=S256` and `nonce`.
+    pub fn idp_authorize_url(&self) -> String {
+        format!("{}{IDP_AUTHORIZE_PATH}", self.api_url())
+    }
+
+    /// Registers one more redirect URI with the identity provider, for a caller that learns
+    /// its callback address only after the fake started (e.g. a relay bound to port 0 that
+    /// needs the fake's address in its own config). [`config`](Self::config) does not list it.
+    pub fn register_redirect_uri(&self, redirect_uri: &str) {
+        let mut extra = lock(&self.state.auth.redirect_uris);
+        if !extra.iter().any(|r| r == redirect_uri) {
+            extra.push(redirect_uri.to_owned());
+        }
+    }
+
+    /// An authorization code for [`IDP_SUBJECT`], as if the customer had signed in on the
+    /// identity provider's page: single use, for `auth_code_lifetime`, bound to `redirect_uri`
+    /// and the S256 `code_challenge` if given (no nonce).
+    ///
+    /// # Panics
+    /// If `redirect_uri` is not registered (`auth_redirect_uris` or
+    /// [`register_redirect_uri`](Self::register_redirect_uri)) or `code_challenge` is not an
+    /// S256 challenge: the page would refuse that sign-in.
+    pub fn issue_auth_code(&self, redirect_uri: &str, code_challenge: Option<&str>) -> String {
+        self.issue_auth_code_for(IDP_SUBJECT, redirect_uri, code_challenge, None)
+    }
+
+    /// [`issue_auth_code`](Self::issue_auth_code) for another identity-provider subject (each
+    /// is a different customer), optionally bound to a `nonce` the exchange must repeat.
+    ///
+    /// # Panics
+    /// As `issue_auth_code`.
+    pub fn issue_auth_code_for(
+        &self,
+        subject: &str,
+        redirect_uri: &str,
+        code_challenge: Option<&str>,
+        nonce: Option<&str>,
+    ) -> String {
+        assert!(
+            self.state.redirect_registered(redirect_uri),
+            "issue_auth_code: {redirect_uri} is not a registered redirect URI"
+        );
+        assert!(
+            code_challenge.is_none_or(auth::challenge_ok),
+            "issue_auth_code: the code challenge is not an S256 challenge"
+        );
+        self.state
+            .issue_code(subject, redirect_uri, code_challenge, nonce)
+    }
+
+    /// Requests to the code exchange endpoint, whatever the answer (429s included).
+    pub fn auth_exchanges(&self) -> usize {
+        self.state.auth.requests(auth::Endpoint::Exchange)
+    }
+
+    /// Requests to the refresh endpoint, whatever the answer.
+    pub fn auth_refreshes(&self) -> usize {
+        self.state.auth.requests(auth::Endpoint::Refresh)
+    }
+
+    /// Requests to the revoke endpoint, whatever the answer.
+    pub fn auth_revokes(&self) -> usize {
+        self.state.auth.requests(auth::Endpoint::Revoke)
+    }
+
+    /// Refresh tokens revoked by sign-outs so far.
+    pub fn revoked_refresh_tokens(&self) -> usize {
+        self.state.auth.revoked.load(Ordering::SeqCst)
+    }
+
+    /// Every JWT and refresh token the token endpoints issued (for leak checks).
+    pub fn issued_auth_secrets(&self) -> Vec<String> {
+        self.state.auth.issued_secrets()
+    }
+
+    /// Whether the session of `token` is authenticated (configured with
+    /// `configureAuthenticatedSession`, or upgraded); false if there is no session.
+    pub fn is_authenticated(&self, token: &str) -> bool {
+        self.state.is_authenticated(token)
+    }
+
     /// Drops every open socket without a close frame (sessions are kept, so reconnecting with
     /// the same token resumes them). Returns how many sockets were told to drop.
     pub fn drop_connections(&self) -> usize {
@@ -413,6 +536,7 @@ async fn serve(stream: TcpStream, state: Arc<State>) {
             out: tx,
             deployment_id,
             token: None,
+            auth_jwt: None,
         };
         let drain = async |incoming: &mut futures::stream::SplitStream<_>| {
             let drain = async { while let Some(Ok(_)) = incoming.next().await {} };

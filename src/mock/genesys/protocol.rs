@@ -8,6 +8,12 @@
 //! history over REST). The guest's own echo and every reply go only to the socket that sent
 //! the request.
 //!
+//! Authenticated sessions (`configureAuthenticatedSession`, see `auth`) belong to one
+//! customer. An anonymous session that a socket configures with a JWT is upgraded when the
+//! deployment allows it (its other sockets get `ConnectionClosedEvent {"reason":"signedIn"}`
+//! and are closed 1000), else 403; an authenticated session configured anonymously answers
+//! 4017, and another customer's JWT 403.
+//!
 //! History holds guest messages (texts, structured messages, attachments, presence events)
 //! and agent messages, in order. Typing indicators, the guest's and the agent's, are not
 //! kept: they mean nothing once the moment has passed.
@@ -25,6 +31,7 @@ use tungstenite::Message;
 use tungstenite::protocol::CloseFrame;
 
 use super::attachments::Attachment;
+use super::auth::{AuthState, TRY_AGAIN};
 use super::frames::{self, error, event, response, structured, with_tracing};
 use super::history::JwtGrant;
 use super::public_config::{DeploymentStatus, DisconnectType, FakeDeployment};
@@ -67,6 +74,8 @@ pub(super) struct State {
     pub(super) jwts: Mutex<HashMap<String, JwtGrant>>,
     /// Successful uploads: attachment id and byte count, in order.
     pub(super) uploads: Mutex<Vec<(String, usize)>>,
+    /// Authenticated messaging: codes, refresh tokens, JWTs, rate windows.
+    pub(super) auth: AuthState,
 }
 
 /// One conversation, by token.
@@ -86,6 +95,8 @@ pub(super) struct Session {
     /// Typing events the guest sent.
     pub(super) typing_events: usize,
     pub(super) attachments: HashMap<String, Attachment>,
+    /// The customer an authenticated session belongs to; `None` for a guest session.
+    pub(super) customer: Option<String>,
 }
 
 impl Session {
@@ -110,6 +121,8 @@ pub(super) struct Conn {
     pub(super) deployment_id: String,
     /// The token bound by `configureSession` on this socket.
     pub(super) token: Option<String>,
+    /// The JWT this socket last configured an authenticated session with.
+    pub(super) auth_jwt: Option<String>,
 }
 
 /// What the caller must do after a request: schedule the agent's answer to this text of the
@@ -137,6 +150,7 @@ impl State {
             sessions: Mutex::new(HashMap::new()),
             jwts: Mutex::new(HashMap::new()),
             uploads: Mutex::new(Vec::new()),
+            auth: AuthState::default(),
         }
     }
 
@@ -263,8 +277,9 @@ impl State {
             self.note_token(t);
         }
         let action = req.get("action").and_then(Value::as_str).unwrap_or("");
-        if action == "configureSession" {
-            let reply = self.configure(conn, &req, token);
+        if action == "configureSession" || action == "configureAuthenticatedSession" {
+            let authenticated = action == "configureAuthenticatedSession";
+            let reply = self.configure(conn, &req, token, authenticated);
             self.send(&conn.out, reply);
             return None;
         }
@@ -297,7 +312,14 @@ impl State {
         None
     }
 
-    fn configure(&self, conn: &mut Conn, req: &Map<String, Value>, token: Option<&str>) -> Value {
+    /// `configureSession`, or `configureAuthenticatedSession` when `authenticated`.
+    fn configure(
+        &self,
+        conn: &mut Conn,
+        req: &Map<String, Value>,
+        token: Option<&str>,
+        authenticated: bool,
+    ) -> Value {
         let tracing = req.get("tracingId");
         let Some(token) = token.filter(|t| !t.is_empty()) else {
             return error(400, "Missing required field: token", tracing);
@@ -312,6 +334,14 @@ impl State {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
             Some(_) => return error(400, "startNew must be a boolean", tracing),
+        };
+        let auth = if authenticated {
+            match self.authenticate(&conn.deployment_id, req, tracing) {
+                Ok(auth) => Some(auth),
+                Err(refusal) => return refusal,
+            }
+        } else {
+            None
         };
         let lifetime = self.config.session_lifetime;
         let mut sessions = lock(&self.sessions);
@@ -336,10 +366,35 @@ impl State {
                 agent_written: 0,
                 typing_events: 0,
                 attachments: HashMap::new(),
+                customer: None,
             }
         });
         if session.is_gone() {
             return error(4006, "session expired", tracing);
+        }
+        let customer = auth.as_ref().map(|(c, _)| c.as_str());
+        let mut upgrade = false;
+        match (customer, session.customer.as_deref()) {
+            (None, Some(_)) => {
+                return error(4017, "Cannot downgrade an authenticated session", tracing);
+            }
+            (Some(c), Some(owner)) if c != owner => {
+                return error(403, "Session belongs to another customer", tracing);
+            }
+            (Some(_), None) if !new_session => {
+                if !self
+                    .deployment(&session.deployment_id)
+                    .allow_session_upgrade
+                {
+                    return error(
+                        403,
+                        "Session upgrade is not allowed for this deployment",
+                        tracing,
+                    );
+                }
+                upgrade = true;
+            }
+            _ => {}
         }
         if start_new {
             if !session.read_only {
@@ -354,7 +409,14 @@ impl State {
             session.agent_written = 0;
             new_session = true;
         }
+        if let Some((c, _)) = &auth {
+            session.customer = Some(c.clone());
+        }
+        if upgrade {
+            self.signed_in_elsewhere(session, conn.id);
+        }
         session.sockets.insert(conn.id, conn.out.clone());
+        conn.auth_jwt = auth.map(|(_, jwt)| jwt);
         let read_only = session.read_only;
         let expires_at = session.expires_at;
         if let Some(previous) = conn.token.replace(token.to_owned()) {
@@ -379,6 +441,31 @@ impl State {
             body["expirationDate"] = (frames::epoch_now() + left.as_secs()).into();
         }
         response("SessionResponse", body, tracing)
+    }
+
+    /// A guest session became authenticated on socket `upgrader`: every other socket hears
+    /// `ConnectionClosedEvent {"reason":"signedIn"}`, is closed 1000 and leaves the session.
+    fn signed_in_elsewhere(&self, session: &mut Session, upgrader: u64) {
+        let others: Vec<u64> = session
+            .sockets
+            .keys()
+            .copied()
+            .filter(|id| *id != upgrader)
+            .collect();
+        for id in others {
+            let Some(out) = session.sockets.remove(&id) else {
+                continue;
+            };
+            self.send(
+                &out,
+                event("ConnectionClosedEvent", json!({"reason": "signedIn"})),
+            );
+            let frame = CloseFrame {
+                code: 1000.into(),
+                reason: "signedIn".into(),
+            };
+            let _ = out.send(Some(Message::Close(Some(frame))));
+        }
     }
 
     /// SessionResponse's `allowedMedia` for a deployment: the MIME types of its upload modes,
@@ -407,20 +494,30 @@ impl State {
     }
 
     /// The session token a non-configure request may use, or the error frame's code and text.
+    /// On an authenticated session the socket's JWT must still be good: else 403
+    /// [`TRY_AGAIN`].
     fn check_token(&self, conn: &Conn, token: Option<&str>) -> Result<String, (u16, &'static str)> {
         let token = token
             .filter(|t| !t.is_empty())
             .ok_or((400, "Missing required field: token"))?;
-        match lock(&self.sessions).get(token) {
+        let customer = match lock(&self.sessions).get(token) {
             None => return Err((4007, "session not found")),
             Some(s) if s.is_gone() => return Err((4006, "session expired")),
+            Some(s) => s.customer.clone(),
+        };
+        match &conn.token {
+            None => return Err((400, "configureSession must be the first request")),
+            Some(bound) if bound != token => {
+                return Err((403, "token does not match this connection"));
+            }
             Some(_) => {}
         }
-        match &conn.token {
-            None => Err((400, "configureSession must be the first request")),
-            Some(bound) if bound != token => Err((403, "token does not match this connection")),
-            Some(_) => Ok(token.to_owned()),
+        if let Some(customer) = customer {
+            if !self.auth.still_valid(conn.auth_jwt.as_deref(), &customer) {
+                return Err((403, TRY_AGAIN));
+            }
         }
+        Ok(token.to_owned())
     }
 
     fn on_message(
@@ -588,6 +685,13 @@ impl State {
             .map_or(0, |s| s.typing_events)
     }
 
+    /// Whether a session is authenticated (false for an unknown one).
+    pub(super) fn is_authenticated(&self, token: &str) -> bool {
+        lock(&self.sessions)
+            .get(token)
+            .is_some_and(|s| s.customer.is_some())
+    }
+
     /// Whether a session is read-only; `None` if unknown.
     pub(super) fn read_only(&self, token: &str) -> Option<bool> {
         lock(&self.sessions).get(token).map(|s| s.read_only)
@@ -634,11 +738,15 @@ impl Events {
     }
 }
 
-/// Whether a guest text frame is a `configureSession` request (the frame the fake's
-/// `configure_delay` holds back).
+/// Whether a guest text frame is a `configureSession` or `configureAuthenticatedSession`
+/// request (the frames the fake's `configure_delay` holds back).
 pub(super) fn is_configure(text: &str) -> bool {
-    serde_json::from_str::<Value>(text)
-        .is_ok_and(|v| v.get("action").and_then(Value::as_str) == Some("configureSession"))
+    serde_json::from_str::<Value>(text).is_ok_and(|v| {
+        matches!(
+            v.get("action").and_then(Value::as_str),
+            Some("configureSession" | "configureAuthenticatedSession")
+        )
+    })
 }
 
 /// Now plus `d`, as Unix seconds (rounded up, so a URL never says it expires before it does).

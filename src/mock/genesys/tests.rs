@@ -411,6 +411,8 @@ async fn a_deployment_that_is_not_active_refuses_the_upgrade() {
 // Part 2: fan-out and the agent, history over REST, attachments, lifecycle.
 mod agent;
 mod attachments;
+// Authenticated web messaging: identity provider, token endpoints, signed-in sessions.
+mod auth;
 mod history;
 mod lifecycle;
 

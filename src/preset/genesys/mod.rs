@@ -20,6 +20,7 @@ pub mod doctor;
 pub(crate) mod inject;
 mod limits;
 pub(crate) mod session;
+pub mod signin;
 
 pub use conversation::Conversation;
 pub use inject::MAX_FIELDS;
@@ -97,6 +98,9 @@ pub struct GenesysConfig {
     /// past it the page gets a `MessageNotSent` frame.
     #[serde(default = "default_queue")]
     pub message_queue: usize,
+    /// `[routes.genesys.auth]`: signed-in customers (authenticated web messaging).
+    #[serde(default)]
+    pub auth: Option<signin::GenesysAuthConfig>,
 }
 
 fn default_true() -> bool {
@@ -144,6 +148,9 @@ impl GenesysConfig {
             {
                 return Err((key(name), "must be an http:// or https:// URL".into()));
             }
+        }
+        if let Some(auth) = &self.auth {
+            auth.validate(&key("auth"))?;
         }
         if !(1..=MAX_MESSAGE_QUEUE).contains(&self.message_queue) {
             return Err((
@@ -267,6 +274,18 @@ impl GenesysConfig {
         self.origin.trim_end_matches('/').to_owned()
     }
 
+    /// [`GenesysConfig::hello`] for a signed-in customer: `configureAuthenticatedSession` with
+    /// the Genesys JWT instead of `configureSession`.
+    pub fn hello_authenticated(&self, token: &str, jwt: &str) -> HelloSpec {
+        let mut spec = self.hello(token);
+        spec.frames = vec![signin::configure_authenticated(
+            &self.deployment_id,
+            token,
+            jwt,
+        )];
+        spec
+    }
+
     /// `configureSession` for `token`, ready on `SessionResponse` 200 with `connected: true`,
     /// refused on any other response.
     pub fn hello(&self, token: &str) -> HelloSpec {
@@ -309,6 +328,7 @@ mod tests {
             api_url: None,
             attachments: true,
             message_queue: default_queue(),
+            auth: None,
         }
     }
 

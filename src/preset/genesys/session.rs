@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use tracing::debug;
 
 use super::GenesysConfig;
-use super::conversation::{Conversation, HistoryApi};
+use super::conversation::{Conversation, HistoryApi, SignInState};
+use super::signin::{self, TokenApi};
 use crate::auth::hello::{self, HelloError};
 use crate::auth::resume::{ResumeError, ResumeTicket, unix_now};
 use crate::config::RelaySettings;
@@ -21,6 +22,7 @@ use crate::relay::{RateLimit, RelayConfig};
 use crate::secret::Secret;
 use crate::setup::{self, Established, SetupError};
 use crate::upstream::UpstreamTarget;
+use std::sync::Arc;
 
 /// Genesys's own SDK pings every 15 s; guestgate pings the upstream at least as often.
 const UPSTREAM_PING_AT_MOST: Duration = Duration::from_secs(15);
@@ -39,7 +41,9 @@ pub const DEFAULT_BROWSER_RATE: RateLimit = RateLimit {
 pub struct GenesysPreset {
     config: GenesysConfig,
     target: UpstreamTarget,
-    api: std::sync::Arc<HistoryApi>,
+    api: Arc<HistoryApi>,
+    /// The token endpoints, when the route has signed-in customers.
+    tokens: Option<Arc<TokenApi>>,
 }
 
 impl GenesysPreset {
@@ -47,12 +51,22 @@ impl GenesysPreset {
     pub fn new(config: GenesysConfig, ctx: PresetContext) -> Result<Self, String> {
         let origin = origin_value(&config)?;
         let mut headers = HeaderMap::new();
-        headers.insert(header::ORIGIN, origin);
-        let api = std::sync::Arc::new(HistoryApi::new(
-            config.api_base_url(),
-            origin_value(&config)?,
-            &ctx,
-        )?);
+        headers.insert(header::ORIGIN, origin.clone());
+        let client = rest_client(&ctx)?;
+        let api = Arc::new(HistoryApi {
+            base: config.api_base_url(),
+            origin: origin_value(&config)?,
+            client: client.clone(),
+        });
+        let tokens = config.auth.as_ref().map(|auth| {
+            Arc::new(TokenApi::new(
+                config.api_base_url(),
+                config.deployment_id.clone(),
+                auth.redirect_uri.clone(),
+                origin.clone(),
+                client,
+            ))
+        });
         let target = UpstreamTarget {
             url: config.socket_url(),
             headers,
@@ -63,6 +77,7 @@ impl GenesysPreset {
             config,
             target,
             api,
+            tokens,
         })
     }
 
@@ -90,9 +105,19 @@ impl GenesysPreset {
     /// Connects, configures (or resumes) the guest session and prepares the conversation
     /// layer that greets the page and carries the session (see `conversation`).
     pub async fn establish(&self, ctx: &SetupContext<'_>) -> Result<Established, SetupError> {
-        let mut leg = setup::connect(&self.target, None, ctx.route, ctx.metrics).await?;
         let now = unix_now();
         let mut resumed = resume_ticket(ctx, now);
+        // Signed-in customers: exchange the page's code or refresh the ticket's refresh token
+        // before any socket is opened (a refused sign-in costs the socket nothing).
+        let mut signed_in = signin::credentials(
+            self.config.auth.as_ref(),
+            self.tokens.as_deref(),
+            ctx,
+            resumed.as_ref(),
+            now,
+        )
+        .await?;
+        let mut leg = setup::connect(&self.target, None, ctx.route, ctx.metrics).await?;
         let mut token = match &resumed {
             Some(ticket) => ticket.session_token.expose().to_owned(),
             None => uuid::Uuid::new_v4().to_string(),
@@ -100,21 +125,24 @@ impl GenesysPreset {
         let hello_started = Instant::now();
         let mut previous = None;
         let prefix = std::mem::take(&mut leg.prefix);
-        let (ready, rest) =
-            match hello::exchange(&mut leg.io, prefix, &self.config.hello(&token)).await {
-                Err(HelloError::Refused {
-                    code: Some(4006 | 4007),
-                }) if resumed.is_some() => {
-                    // The ticket's session is gone upstream (expired, cleared): the old ticket stops
-                    // resuming and the page gets a new conversation, not an error loop.
-                    ctx.metrics.resume_attempt("ended");
-                    resumed = None;
-                    previous = Some("ended");
-                    token = uuid::Uuid::new_v4().to_string();
-                    hello::exchange(&mut leg.io, Bytes::new(), &self.config.hello(&token)).await?
-                }
-                other => other?,
-            };
+        let hello = |token: &str| match &signed_in {
+            Some(t) => self.config.hello_authenticated(token, t.jwt.expose()),
+            None => self.config.hello(token),
+        };
+        let (ready, rest) = match hello::exchange(&mut leg.io, prefix, &hello(&token)).await {
+            Err(HelloError::Refused {
+                code: Some(4006 | 4007),
+            }) if resumed.is_some() => {
+                // The ticket's session is gone upstream (expired, cleared): the old ticket stops
+                // resuming and the page gets a new conversation, not an error loop.
+                ctx.metrics.resume_attempt("ended");
+                resumed = None;
+                previous = Some("ended");
+                token = uuid::Uuid::new_v4().to_string();
+                hello::exchange(&mut leg.io, Bytes::new(), &hello(&token)).await?
+            }
+            other => other?,
+        };
         ctx.metrics
             .observe_setup_step(ctx.route, "hello_ready", hello_started.elapsed());
         leg.prefix = rest;
@@ -132,7 +160,8 @@ impl GenesysPreset {
                 Some(t) if !new_session => t,
                 _ => ResumeTicket::new(ctx.route, token.clone(), now, cfg.ttl),
             };
-            keys.seal(&ticket)
+            let refresh = signed_in.as_ref().map(|t| t.refresh_token.clone());
+            keys.seal(&ticket.with_refresh_token(refresh))
         });
         // Replaying only makes sense into the same conversation.
         let after = after_param(ctx).filter(|_| !new_session);
@@ -141,11 +170,16 @@ impl GenesysPreset {
             deployment_id: self.config.deployment_id.clone(),
             allowed: self.config.page_actions(),
             attachments: self.config.attachments,
-            greeting: session_ready(&body, ticket, previous),
+            greeting: session_ready(&body, ticket, previous, signed_in.is_some()),
             after,
             api: self.api.clone(),
             queue_capacity: self.config.message_queue,
             reply_timeout: self.config.ready_timeout,
+            sign_in: self.tokens.clone().map(|api| SignInState {
+                api,
+                allow_upgrade: self.config.auth.as_ref().is_some_and(|a| a.allow_upgrade),
+                tokens: signed_in.take(),
+            }),
         };
         Ok(Established {
             upstream: leg,
@@ -193,17 +227,27 @@ impl GenesysPreset {
             }
         ));
         lines.push(format!("history API: {}", g.api_base_url()));
+        match &g.auth {
+            Some(a) => lines.push(format!(
+                "signed-in customers: on (redirect URI {}; guests {}; upgrades {}); JWT and refresh token kept server-side, the refresh token sealed in the resume ticket",
+                a.redirect_uri,
+                if a.allow_anonymous { "allowed" } else { "refused (4412)" },
+                if a.allow_upgrade { "allowed" } else { "refused" },
+            )),
+            None => lines.push("signed-in customers: off".to_owned()),
+        }
         lines
     }
 }
 
 /// The `SessionReady` frame: the `SessionResponse` body's public fields (`newSession`,
 /// `readOnly`, `allowedMedia`, ...), the resume ticket, and `previousSession: "ended"` when the
-/// page's ticket named a session that is gone.
+/// page's ticket named a session that is gone, and whether the customer is signed in.
 pub(crate) fn session_ready(
     response: &Value,
     ticket: Option<String>,
     previous: Option<&str>,
+    signed_in: bool,
 ) -> String {
     let mut body = serde_json::Map::new();
     for key in SESSION_FIELDS {
@@ -218,6 +262,7 @@ pub(crate) fn session_ready(
     if let Some(p) = previous {
         body.insert("previousSession".into(), Value::String(p.to_owned()));
     }
+    body.insert("signedIn".into(), Value::Bool(signed_in));
     json!({ "type": "guestgate", "class": "SessionReady", "body": body }).to_string()
 }
 
@@ -247,6 +292,20 @@ fn after_param(ctx: &SetupContext<'_>) -> Option<String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
     ok.then(|| value.into_owned())
+}
+
+/// The client for the Genesys REST API (history, tokens): the route's TLS settings, no
+/// redirects or proxies, the connect timeout bounding connects (and at least 10 s each call).
+fn rest_client(ctx: &PresetContext) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured((*ctx.tls).clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(ctx.connect_timeout)
+        .timeout(ctx.connect_timeout.max(Duration::from_secs(10)))
+        .user_agent(concat!("guestgate/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("genesys: building the REST client: {e}"))
 }
 
 /// The deployment's Origin as a header value.

@@ -53,6 +53,11 @@ pub enum Upstream {
         /// The request's tracing id, echoed.
         tracing_id: Option<String>,
     },
+    /// Genesys asks a signed-in session to authenticate again (401, or a 403 "Session
+    /// authentication failed" / "Try to authenticate again").
+    ReauthRequired,
+    /// `LogoutEvent`: the signed-in customer signed out.
+    Logout,
     /// Anything else: forwarded untouched.
     Other,
 }
@@ -153,9 +158,18 @@ pub fn classify(text: &[u8]) -> Upstream {
         Some("UploadFailureEvent") => Upstream::Attachment(AttachmentEvent::Failed),
         Some("GenerateUrlError") => Upstream::Attachment(AttachmentEvent::NoSlot),
         Some("AttachmentDeletedResponse") => Upstream::Attachment(AttachmentEvent::Deleted),
+        Some("LogoutEvent") => Upstream::Logout,
         Some("string") if env.kind.as_deref() == Some("response") => match env.code {
             Some(4006) => Upstream::Ended(EndReason::Expired),
             Some(4007) => Upstream::Ended(EndReason::NotFound),
+            Some(code)
+                if crate::preset::genesys::signin::asks_to_reauthenticate(
+                    code,
+                    &serde_json::from_str::<String>(body).unwrap_or_default(),
+                ) =>
+            {
+                Upstream::ReauthRequired
+            }
             code => Upstream::Error {
                 code: code.unwrap_or(0),
                 tracing_id: env.tracing_id,
@@ -197,6 +211,14 @@ mod tests {
                 code: 4001,
                 tracing_id: Some("t".into())
             }
+        );
+        assert_eq!(
+            classify(br#"{"type":"response","class":"string","code":403,"body":"Try to authenticate again"}"#),
+            Upstream::ReauthRequired
+        );
+        assert_eq!(
+            classify(br#"{"type":"response","class":"string","code":403,"body":"Presence events Conversation Clear are not supported"}"#),
+            Upstream::Error { code: 403, tracing_id: None }
         );
         assert_eq!(classify(b"not json"), Upstream::Other);
         assert_eq!(classify(br#"{"class":"Whatever"}"#), Upstream::Other);

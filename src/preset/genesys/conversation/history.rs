@@ -128,29 +128,6 @@ pub struct HistoryApi {
 }
 
 impl HistoryApi {
-    /// The API at `base`, called with the route's TLS settings and connect timeout (which
-    /// also bounds each whole request).
-    pub fn new(
-        base: Url,
-        origin: HeaderValue,
-        ctx: &crate::preset::PresetContext,
-    ) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured((*ctx.tls).clone())
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(ctx.connect_timeout)
-            .timeout(ctx.connect_timeout.max(Duration::from_secs(10)))
-            .user_agent(concat!("guestgate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("genesys: building the history API client: {e}"))?;
-        Ok(Self {
-            base,
-            origin,
-            client,
-        })
-    }
-
     /// Reads one page.
     pub async fn page(&self, jwt: &str, number: u32, size: u32) -> Result<Page, HistoryError> {
         let mut url = self.base.clone();

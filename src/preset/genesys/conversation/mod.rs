@@ -25,6 +25,7 @@ mod frames;
 mod history;
 mod pacing;
 mod page;
+mod signin;
 mod upstream;
 
 use std::collections::HashSet;
@@ -36,6 +37,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 pub use history::HistoryApi;
+pub use signin::SignInState;
 
 use crate::close_code::{self, CloseCode};
 use crate::preset::MediatorContext;
@@ -78,6 +80,8 @@ pub struct Conversation {
     pub queue_capacity: usize,
     /// How long a `getJwt` (and a replay) may take.
     pub reply_timeout: Duration,
+    /// Signed-in customers, when the route has them.
+    pub sign_in: Option<SignInState>,
 }
 
 /// A history read waiting for a JWT or an HTTP answer.
@@ -153,6 +157,7 @@ struct State<'a, P, U> {
     replayed_ids: HashSet<String>,
     start_new_pending: bool,
     jwt_requests: u64,
+    auth: signin::AuthProgress,
 }
 
 impl Conversation {
@@ -171,6 +176,11 @@ impl Conversation {
             MessageReader::new(Side::Upstream, relay.upstream_limits, &upstream.prefix);
         let token_json = serde_json::to_string(self.token.expose()).expect("a string serialises");
         let capacity = self.queue_capacity;
+        let refresh_at = self
+            .sign_in
+            .as_ref()
+            .and_then(|s| s.tokens.as_ref())
+            .map(|t| signin::refresh_time(t.exp, crate::auth::resume::unix_now()));
         let mut s = State {
             conv: self,
             ctx,
@@ -186,6 +196,10 @@ impl Conversation {
             replayed_ids: HashSet::new(),
             start_new_pending: false,
             jwt_requests: 0,
+            auth: signin::AuthProgress {
+                refresh_at,
+                ..signin::AuthProgress::default()
+            },
         };
         let end = s
             .converse(&mut page_rd, &mut page_reader, &mut up_rd, &mut up_reader)
@@ -225,7 +239,9 @@ where
             let release = self.pacer.next_release();
             let jwt_deadline = self.awaiting_jwt.as_ref().map(|(_, at)| *at);
             let replay_deadline = self.replay.as_ref().map(|(_, at)| *at);
+            let refresh_due = self.refresh_due();
             let http = &mut self.http;
+            let auth_call = &mut self.auth.call;
             let end = tokio::select! {
                 event = page_reader.read_event(page_rd) => self.on_page(event).await,
                 event = up_reader.read_event(up_rd) => self.on_upstream(event).await,
@@ -239,6 +255,14 @@ where
                     self.ctx.metrics.genesys.jwt(self.ctx.route, "timeout");
                     let failed = (pending, Err(history::HistoryError::NoJwt));
                     self.on_history(failed).await.err().map(|_| End::PageLost)
+                }
+                done = async { auth_call.as_mut().expect("guarded").await }, if auth_call.is_some() => {
+                    self.auth.call = None;
+                    self.on_auth_done(done).await
+                }
+                () = sleep_until(refresh_due) => {
+                    self.start_refresh();
+                    None
                 }
                 () = sleep_until(replay_deadline) => {
                     debug!(route = %self.ctx.route, "replay took too long; delivering live messages");

@@ -227,8 +227,12 @@ where
                     .is_err()
                     .then_some(End::UpstreamLost)
             }
+            "signIn" | "signOut" => {
+                self.on_sign_request(own, request, tracing_id.as_deref())
+                    .await
+            }
             _ => {
-                let text = "unknown guestgate action (getHistory, startNew)";
+                let text = "unknown guestgate action (getHistory, startNew, signIn, signOut)";
                 self.reply(&frames::error(400, text, tracing_id.as_deref()))
                     .await
             }
@@ -255,7 +259,7 @@ where
     }
 
     /// Tells the page something (a guestgate frame); a page that cannot be written to ends it.
-    async fn reply(&mut self, frame: &str) -> Option<End> {
+    pub(super) async fn reply(&mut self, frame: &str) -> Option<End> {
         self.deliver(1, frame.as_bytes())
             .await
             .is_err()

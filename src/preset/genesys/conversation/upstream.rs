@@ -87,6 +87,29 @@ where
                     .await;
                 return Some(End::Closed);
             }
+            Upstream::SessionResponse { code } if self.auth.reconfigures > 0 => {
+                return self.on_reconfigured(code, &payload).await;
+            }
+            Upstream::ReauthRequired
+                if self
+                    .conv
+                    .sign_in
+                    .as_ref()
+                    .is_some_and(|s| s.tokens.is_some()) =>
+            {
+                // The request it answers was not carried out: the page is told (verbatim)
+                // while guestgate re-authenticates.
+                if let Some(end) = self.on_reauth_request().await {
+                    return Some(end);
+                }
+            }
+            Upstream::Logout => {
+                let _ = self.deliver(1, &payload).await;
+                return Some(
+                    self.end_signed_in(close_code::SIGNED_OUT, "signed_out")
+                        .await,
+                );
+            }
             Upstream::SessionResponse { code } if self.start_new_pending => {
                 self.start_new_pending = false;
                 if self.deliver(1, &payload).await.is_err() {
@@ -117,12 +140,20 @@ where
             .ok()
             .and_then(|v| v.get("body").cloned())
             .unwrap_or_else(|| json!({}));
+        let refresh = self
+            .conv
+            .sign_in
+            .as_ref()
+            .and_then(|s| s.tokens.as_ref())
+            .map(|t| t.refresh_token.clone());
+        let signed_in = refresh.is_some();
         let ticket = self.ctx.resume.map(|(keys, cfg)| {
             let now = unix_now();
-            let ticket = ResumeTicket::new(self.ctx.route, self.conv.token.clone(), now, cfg.ttl);
+            let ticket = ResumeTicket::new(self.ctx.route, self.conv.token.clone(), now, cfg.ttl)
+                .with_refresh_token(refresh);
             keys.seal(&ticket)
         });
-        session_ready(&body, ticket, None)
+        session_ready(&body, ticket, None, signed_in)
     }
 
     /// A history read finished (or failed); answers the page or ends the replay.
