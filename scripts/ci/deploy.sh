@@ -82,7 +82,7 @@ pre = c["lifecycle"]["preStop"]["sleep"]["seconds"]
 tgp = pod["terminationGracePeriodSeconds"]
 need(tgp >= pre + grace + 5, f"terminationGracePeriodSeconds {tgp} < preStop {pre} + shutdown_grace {grace} + 5")
 # Memory follows the capacity guide (docs/operations.md): the request covers max_connections
-# Genesys conversations at the 42 KiB each scripts/ci/fleet.sh measured, plus 64 MiB for the
+# Genesys conversations at the 44 KiB each scripts/ci/fleet.sh measured, plus 64 MiB for the
 # process and busy buffers; the limit leaves room above it. The HPA's connection target is
 # low enough that minReplicas - 1 replicas hold every connection when one replica is lost.
 def mib(q):
@@ -90,8 +90,8 @@ def mib(q):
     return int(m[1]) * (1024 if m[2] == "Gi" else 1)
 max_conns = cfg["server"]["max_connections"]
 req, lim = mib(c["resources"]["requests"]["memory"]), mib(c["resources"]["limits"]["memory"])
-need(req * 1024 >= max_conns * 42 + 64 * 1024,
-     f"memory request {req}Mi < max_connections {max_conns} x 42 KiB + 64 MiB")
+need(req * 1024 >= max_conns * 44 + 64 * 1024,
+     f"memory request {req}Mi < max_connections {max_conns} x 44 KiB + 64 MiB")
 need(lim > req, f"memory limit {lim}Mi must exceed the request {req}Mi")
 hpa = docs[("HorizontalPodAutoscaler", "guestgate")][1]
 for m in hpa["spec"]["metrics"]:

@@ -29,9 +29,9 @@ started=$SECONDS
 CLIENTS=${FLEET_CLIENTS:-300}
 AGENT_EVERY_MS=${FLEET_AGENT_EVERY_MS:-500}
 # The conversations must outlast the scenario (about 60 s from the ramp on the 2-core CI
-# machine; K x AGENT_EVERY_MS = 90 s): a check below fails, asking for more, if any page
+# machine; K x AGENT_EVERY_MS = 120 s): a check below fails, asking for more, if any page
 # finished before the last restart.
-AGENT_MAX=${FLEET_AGENT_MAX:-180}
+AGENT_MAX=${FLEET_AGENT_MAX:-240}
 GUEST_EVERY_MS=4000        # each page writes a guest text this often
 RAMP_MS=${FLEET_RAMP_MS:-0}  # pages start over this long (0: all at once)
 ORIGIN="https://chat.fleet.test"
