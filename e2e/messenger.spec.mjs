@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import os from "node:os";
+import zlib from "node:zlib";
 import path from "node:path";
 import { chromium } from "playwright-core";
 import { startDemo, fetchWithin, ROOT } from "./demo.mjs";
@@ -127,6 +128,30 @@ async function watch(page, testid, attr, key) {
 }
 const seenStates = (page, key) => page.evaluate((key) => window.__seen[key], key);
 
+/** A w x h RGB PNG with a colour gradient. */
+function png(w, h) {
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(zlib.crc32(body));
+    return Buffer.concat([len, body, crc]);
+  };
+  const head = Buffer.alloc(13);
+  head.writeUInt32BE(w, 0);
+  head.writeUInt32BE(h, 4);
+  head.set([8, 2, 0, 0, 0], 8); // 8-bit RGB, no interlace
+  const rows = [];
+  for (let y = 0; y < h; y++) {
+    const row = Buffer.alloc(1 + 3 * w); // filter byte 0, then pixels
+    for (let x = 0; x < w; x++) row.set([47 + (x * 2), 111, 237 - y * 2], 1 + 3 * x);
+    rows.push(row);
+  }
+  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", head),
+    chunk("IDAT", zlib.deflateSync(Buffer.concat(rows))), chunk("IEND", Buffer.alloc(0))]);
+}
+
 test("typing both ways: the agent's indicator shows, the page's typing reaches Genesys", { timeout: 60000 }, async () => {
   await story("typing", async (page, rec) => {
     const before = JSON.parse(await admin("/demo/stats")).typingEvents;
@@ -154,9 +179,8 @@ test("typing both ways: the agent's indicator shows, the page's typing reaches G
 });
 
 test("upload: a real file, progress to 100 %, a link and a thumbnail that give the same bytes", { timeout: 60000 }, async () => {
-  // A 1x1 PNG followed by 1.5 MB of random bytes (decoders stop at IEND).
-  const png = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==", "base64");
-  const bytes = Buffer.concat([png, randomBytes(1536 * 1024)]);
+  // A 96x64 PNG followed by 1.5 MB of random bytes (decoders stop at IEND).
+  const bytes = Buffer.concat([png(96, 64), randomBytes(1536 * 1024)]);
   const file = path.join(files, "photo.png");
   writeFileSync(file, bytes);
   await story("upload", async (page, rec) => {
@@ -173,7 +197,7 @@ test("upload: a real file, progress to 100 %, a link and a thumbnail that give t
     assert.match(await link.textContent(), /photo\.png/);
     const thumb = link.locator('[data-testid="attachment-thumb"]');
     await page.waitForFunction((img) => img.complete && img.naturalWidth > 0, await thumb.elementHandle());
-    assert.equal(await thumb.evaluate((img) => img.naturalWidth), 1, "the thumbnail is the uploaded PNG");
+    assert.deepEqual(await thumb.evaluate((img) => [img.naturalWidth, img.naturalHeight]), [96, 64], "the thumbnail is the uploaded PNG");
     const href = await link.getAttribute("href");
     const got = Buffer.from(await (await fetchWithin(href)).arrayBuffer());
     assert.equal(got.length, bytes.length, "download length");
@@ -241,6 +265,8 @@ test("read-only end: the agent leaves, the page starts a new conversation", { ti
     await id(page, "ended").waitFor();
     assert.equal(await id(page, "ended-text").textContent(), "The agent ended the conversation.");
     assert.ok(await id(page, "input").isDisabled(), "no sending into a read-only conversation");
+    mkdirSync(SHOTS, { recursive: true });
+    await page.screenshot({ path: path.join(SHOTS, "messenger-ended-banner.png") });
     await id(page, "start-new").click();
     await id(page, "note-new").filter({ hasText: "A new conversation has started." }).waitFor();
     assert.ok(await id(page, "ended").isHidden());

@@ -90,7 +90,8 @@
       link.append(img);
     }
     const name = document.createElement("span");
-    name.textContent = "📎 " + (a.filename || "attachment");
+    const kb = Number(a.fileSize) / 1024;
+    name.textContent = (a.filename || "attachment") + (kb ? ` · ${kb < 1024 ? Math.ceil(kb) + " KB" : (kb / 1024).toFixed(1) + " MB"}` : "");
     link.append(name);
     return link;
   }
