@@ -196,6 +196,7 @@ pub fn demo_config(
         api_url: None,
         attachments: true,
         message_queue: 16,
+        auto_start: false,
         auth: None,
     }));
     route.resume = resume_key_file.map(|path| {
