@@ -2,26 +2,171 @@
 //! loopback, with a chat page, so a new user sees the whole path work with one command and no
 //! accounts. The route uses the real `genesys-web-messaging` preset; only its base URL points
 //! at the fake.
+//!
+//! The fake's deployment ([`demo_deployment`]) turns on what the page shows: uploads of
+//! images, PDFs and text files (`.exe` blocked), a conversation that turns read-only when the
+//! agent leaves, and conversation clear. The admin listener gets the demo's buttons (POST):
+//!
+//! - `/demo/drop-upstream`: the kill switch, every upstream socket dropped without a close;
+//! - `/demo/agent-writes`: the agent writes [`AGENT_NOTES`] numbered messages ("agent note N")
+//!   to every live conversation, one every [`AGENT_NOTE_EVERY`], sockets open or not;
+//! - `/demo/agent-disconnect`: the agent ends every live conversation (read-only);
+//! - `/demo/stats`: what the fake saw, as JSON (sessions, the guest's typing events, uploads);
+//! - `/demo/secrets`: the session tokens the fake was given, as JSON, so the browser test can
+//!   check that none of them ever reached the page. Demo only: the tokens are the in-process
+//!   fake's, and the admin listener is on loopback unless told otherwise.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
+use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::app;
 use crate::auth::resume::ResumeConfig;
 use crate::config::{Config, RouteConfig, UpstreamConfig};
-use crate::mock::genesys::{DEFAULT_DEPLOYMENT_ID, FakeGenesys, FakeGenesysConfig};
+use crate::mock::genesys::{
+    DEFAULT_DEPLOYMENT_ID, DisconnectType, FakeDeployment, FakeGenesys, FakeGenesysConfig,
+    FakeGenesysHandle, FileUploadMode,
+};
 use crate::preset::PresetConfig;
 use crate::preset::genesys::GenesysConfig;
 use crate::secret::SecretSource;
-use crate::server::Extras;
+use crate::server::{AdminAction, Extras};
 
 /// The Origin the demo deployment allows, as a real deployment's allowed domains would.
 const DEMO_ORIGIN: &str = "https://chat.guestgate.example";
+
+/// How many numbered messages one `/demo/agent-writes` makes the agent write.
+pub const AGENT_NOTES: u64 = 12;
+
+/// The pause between two of them.
+pub const AGENT_NOTE_EVERY: Duration = Duration::from_millis(300);
+
+/// The largest upload the demo deployment allows, in KB (5 MB).
+pub const DEMO_MAX_UPLOAD_KB: u64 = 5 * 1024;
+
+/// The demo deployment's public settings: uploads of PNG, JPEG, PDF and plain text up to
+/// [`DEMO_MAX_UPLOAD_KB`] with `.exe` blocked, read-only after the agent disconnects, and
+/// conversation clear allowed.
+pub fn demo_deployment() -> FakeDeployment {
+    FakeDeployment {
+        file_upload_modes: vec![FileUploadMode {
+            file_types: ["image/png", "image/jpeg", "application/pdf", "text/plain"]
+                .map(String::from)
+                .to_vec(),
+            max_file_size_kb: DEMO_MAX_UPLOAD_KB,
+        }],
+        conversation_disconnect: Some(DisconnectType::ReadOnly),
+        conversation_clear: true,
+        blocked_extensions: vec![".exe".into()],
+        ..FakeDeployment::default()
+    }
+}
+
+/// The demo's fake Genesys: [`demo_deployment`] behind the demo Origin, the agent answering
+/// each guest text.
+pub fn demo_fake_config() -> FakeGenesysConfig {
+    FakeGenesysConfig {
+        allowed_origins: vec![DEMO_ORIGIN.into()],
+        deployments: [(DEFAULT_DEPLOYMENT_ID.to_owned(), demo_deployment())].into(),
+        ..FakeGenesysConfig::default()
+    }
+}
+
+/// The agent ends every live conversation; returns how many it ended. (The handle lists
+/// every token it saw; `agent_disconnect` skips the gone and the already read-only ones.)
+pub fn agent_disconnect_all(fake: &FakeGenesysHandle) -> usize {
+    fake.tokens_seen()
+        .iter()
+        .filter(|t| fake.agent_disconnect(t).is_some())
+        .count()
+}
+
+/// The agent writes "agent note N" for N in `first..first + count` to every live
+/// conversation, one N every `every`; returns how many messages it wrote.
+pub async fn agent_notes(
+    fake: FakeGenesysHandle,
+    first: u64,
+    count: u64,
+    every: Duration,
+) -> usize {
+    let mut written = 0;
+    for n in first..first + count {
+        if n > first {
+            tokio::time::sleep(every).await;
+        }
+        let text = format!("agent note {n}");
+        written += fake
+            .tokens_seen()
+            .iter()
+            .filter(|t| fake.agent_say(t, &text).is_some())
+            .count();
+    }
+    written
+}
+
+/// What the fake saw, for the browser test: sessions created, the guest's typing events
+/// (summed over sessions), uploads (id and bytes). No token or JWT.
+pub fn stats(fake: &FakeGenesysHandle) -> String {
+    let typing: usize = fake
+        .tokens_seen()
+        .iter()
+        .map(|t| fake.typing_events(t))
+        .sum();
+    let uploads: Vec<_> = fake
+        .uploads()
+        .into_iter()
+        .map(|(id, bytes)| json!({"attachmentId": id, "bytes": bytes}))
+        .collect();
+    json!({
+        "sessionsCreated": fake.sessions_created(),
+        "typingEvents": typing,
+        "uploads": uploads,
+    })
+    .to_string()
+}
+
+/// The demo's admin buttons (see the module comment), acting on `fake`.
+fn admin_actions(fake: &FakeGenesysHandle) -> Vec<(&'static str, AdminAction)> {
+    let act = |f: fn(&FakeGenesysHandle) -> String| -> AdminAction {
+        let fake = fake.clone();
+        Arc::new(move || f(&fake))
+    };
+    let writer = fake.clone();
+    let next_note = AtomicU64::new(1);
+    let agent_writes: AdminAction = Arc::new(move || {
+        let first = next_note.fetch_add(AGENT_NOTES, Ordering::SeqCst);
+        let every = AGENT_NOTE_EVERY;
+        tokio::spawn(agent_notes(writer.clone(), first, AGENT_NOTES, every));
+        let last = first + AGENT_NOTES - 1;
+        format!(
+            "the agent writes agent note {first} to {last}, one every {} ms",
+            every.as_millis()
+        )
+    });
+    vec![
+        (
+            "/demo/drop-upstream",
+            act(|f| format!("dropped {} upstream sockets", f.drop_connections())),
+        ),
+        ("/demo/agent-writes", agent_writes),
+        (
+            "/demo/agent-disconnect",
+            act(|f| format!("the agent ended {} conversations", agent_disconnect_all(f))),
+        ),
+        ("/demo/stats", act(stats)),
+        (
+            "/demo/secrets",
+            act(|f| json!({"sessionTokens": f.tokens_seen()}).to_string()),
+        ),
+    ]
+}
 
 /// The demo's configuration: one `/ws` route with the Genesys preset aimed at `fake_url`,
 /// and resume tickets sealed with the key in `resume_key_file` when given.
@@ -51,6 +196,7 @@ pub fn demo_config(
         api_url: None,
         attachments: true,
         message_queue: 16,
+        auto_start: false,
         auth: None,
     }));
     route.resume = resume_key_file.map(|path| {
@@ -89,13 +235,7 @@ pub async fn run(
             return ExitCode::from(1);
         }
     };
-    let fake = FakeGenesys::start(
-        fake_listener,
-        FakeGenesysConfig {
-            allowed_origins: vec![DEMO_ORIGIN.into()],
-            ..FakeGenesysConfig::default()
-        },
-    );
+    let fake = FakeGenesys::start(fake_listener, demo_fake_config());
     let key_file = match write_demo_resume_key() {
         Ok(path) => path,
         Err(e) => {
@@ -104,13 +244,9 @@ pub async fn run(
         }
     };
     let config = demo_config(listen, admin_listen, &fake.url(), Some(&key_file));
-    let dropper = fake.clone();
     let extras = Extras {
         assets: Some(crate::demo_page::asset),
-        admin_actions: vec![(
-            "/demo/drop-upstream",
-            Arc::new(move || format!("dropped {} upstream sockets", dropper.drop_connections())),
-        )],
+        admin_actions: admin_actions(&fake),
     };
     let running = match app::start_with(&config, None, extras).await {
         Ok(r) => r,
@@ -129,6 +265,10 @@ pub async fn run(
         running.admin_addr
     );
     println!(
+        "  agent:       http://{0}/demo/agent-writes, http://{0}/demo/agent-disconnect (POST)",
+        running.admin_addr
+    );
+    println!(
         "  upstream:    {} (in-process fake Genesys Web Messaging)",
         fake.url()
     );
@@ -137,4 +277,138 @@ pub async fn run(
     running.wait().await;
     let _ = std::fs::remove_file(&key_file);
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::{SinkExt, StreamExt};
+    use serde_json::Value;
+    use tungstenite::client::IntoClientRequest;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    /// Opens a guest socket on the demo fake with `token` and returns its SessionResponse
+    /// body; the socket is closed again.
+    async fn configure(fake: &FakeGenesysHandle, token: &str) -> Value {
+        let mut req = fake
+            .url_for(DEFAULT_DEPLOYMENT_ID)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("origin", DEMO_ORIGIN.parse().unwrap());
+        let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+            .await
+            .unwrap()
+            .unwrap();
+        let configure = json!({"action": "configureSession", "deploymentId": DEFAULT_DEPLOYMENT_ID, "token": token});
+        ws.send(tungstenite::Message::text(configure.to_string()))
+            .await
+            .unwrap();
+        let reply = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let _ = tokio::time::timeout(WAIT, ws.close(None)).await;
+        let v: Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+        assert_eq!(v["class"], "SessionResponse", "{v}");
+        v["body"].clone()
+    }
+
+    fn texts(fake: &FakeGenesysHandle, token: &str) -> Vec<String> {
+        fake.history(token)
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["text"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_demo_deployment_allows_uploads_and_turns_read_only_when_the_agent_leaves() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fake = FakeGenesys::start(listener, demo_fake_config());
+        let body = configure(&fake, "demo-token-1").await;
+        let media = &body["allowedMedia"];
+        let types: Vec<&str> = media["inbound"]["fileTypes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            ["image/png", "image/jpeg", "application/pdf", "text/plain"]
+        );
+        assert_eq!(media["inbound"]["maxFileSizeKB"], DEMO_MAX_UPLOAD_KB);
+        assert_eq!(media["blockedExtensions"], json!([".exe"]));
+        assert_eq!(body["readOnly"], false);
+
+        // The agent writes with no socket open; the notes are in the history, in order.
+        let written = agent_notes(fake.clone(), 5, 3, Duration::from_millis(10)).await;
+        assert_eq!(written, 3);
+        assert_eq!(
+            texts(&fake, "demo-token-1"),
+            ["agent note 5", "agent note 6", "agent note 7"]
+        );
+
+        // Every live conversation ends once; a read-only one gets no more notes.
+        configure(&fake, "demo-token-2").await;
+        assert_eq!(agent_disconnect_all(&fake), 2);
+        assert_eq!(fake.read_only("demo-token-1"), Some(true));
+        assert_eq!(fake.read_only("demo-token-2"), Some(true));
+        assert_eq!(agent_disconnect_all(&fake), 0);
+        assert_eq!(agent_notes(fake.clone(), 8, 1, Duration::ZERO).await, 0);
+        assert_eq!(configure(&fake, "demo-token-1").await["readOnly"], true);
+
+        let s: Value = serde_json::from_str(&stats(&fake)).unwrap();
+        assert_eq!(s["sessionsCreated"], 2);
+        assert_eq!(s["typingEvents"], 0);
+        assert_eq!(s["uploads"], json!([]));
+        assert!(!stats(&fake).contains("demo-token"), "stats carry no token");
+        fake.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn the_admin_buttons_answer_and_the_agent_writes_in_the_background() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fake = FakeGenesys::start(listener, demo_fake_config());
+        configure(&fake, "demo-token-3").await;
+        let actions = admin_actions(&fake);
+        let run = |path: &str| {
+            let (_, action) = actions.iter().find(|(p, _)| *p == path).unwrap();
+            action()
+        };
+        assert_eq!(
+            run("/demo/agent-writes"),
+            "the agent writes agent note 1 to 12, one every 300 ms"
+        );
+        assert_eq!(
+            run("/demo/agent-writes"),
+            "the agent writes agent note 13 to 24, one every 300 ms"
+        );
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while texts(&fake, "demo-token-3").len() < 24 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{:?}",
+                texts(&fake, "demo-token-3")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut notes: Vec<u64> = texts(&fake, "demo-token-3")
+            .iter()
+            .map(|t| t.strip_prefix("agent note ").unwrap().parse().unwrap())
+            .collect();
+        notes.sort_unstable();
+        assert_eq!(notes, (1..=24).collect::<Vec<_>>(), "each note once");
+        assert_eq!(
+            run("/demo/agent-disconnect"),
+            "the agent ended 1 conversations"
+        );
+        assert_eq!(run("/demo/drop-upstream"), "dropped 0 upstream sockets");
+        let secrets: Value = serde_json::from_str(&run("/demo/secrets")).unwrap();
+        assert_eq!(secrets["sessionTokens"], json!(["demo-token-3"]));
+        fake.shutdown().await;
+    }
 }

@@ -623,3 +623,39 @@ async fn a_page_spamming_history_and_start_new_costs_the_upstream_one_call_each(
     assert_eq!(page.until(|v| v["tracingId"] == "x2").await["code"], 400);
     assert_eq!(fake.history_requests(), 1);
 }
+
+#[tokio::test]
+async fn auto_start_sends_presence_join_once_for_a_new_session_only() {
+    let fake = fake_genesys(FakeGenesysConfig {
+        agent_reply: false,
+        ..FakeGenesysConfig::default()
+    })
+    .await;
+    let key = key_file();
+    let mut config = preset_config(&fake, &key);
+    if let guestgate::config::UpstreamConfig::Preset(guestgate::preset::PresetConfig::Genesys(g)) =
+        &mut config.routes[0].upstream
+    {
+        g.auto_start = true;
+    }
+    let gg = gateway(&config).await;
+    let joins = |fake: &FakeGenesysHandle| {
+        fake.requests()
+            .iter()
+            .filter(|r| r["message"]["events"][0]["presence"]["type"] == "Join")
+            .count()
+    };
+    let (mut page, ready) = Page::open(gg.addr, "/ws").await;
+    let echo = page
+        .until(|v| v["body"]["events"][0]["presence"]["type"] == "Join")
+        .await;
+    assert_eq!(echo["body"]["direction"], "Inbound");
+    assert_eq!(joins(&fake), 1);
+    drop(page);
+    let ticket = ready["body"]["resumeTicket"].as_str().unwrap();
+    let (mut page, again) = Page::open(gg.addr, &format!("/ws?resume={ticket}")).await;
+    assert_eq!(again["body"]["newSession"], false);
+    page.send(text("resumed")).await;
+    page.until(|v| is_inbound(v, "resumed")).await;
+    assert_eq!(joins(&fake), 1, "no Join when resuming");
+}

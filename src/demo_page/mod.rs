@@ -3,26 +3,34 @@
 //! (no CDNs, no web fonts; the CSP-friendly split into three same-origin files keeps every
 //! script out of the HTML).
 //!
-//! What the page does (see `app.js`):
-//! - opens `ws(s)://<same host>/ws`, adding `?resume=<ticket>` when sessionStorage holds a
-//!   resume ticket; it sends no credentials of any kind;
-//! - sends Genesys Web Messaging requests without `token` and without `configureSession`
-//!   (guestgate configures the upstream session and adds the token): `onMessage` with
-//!   `Text`, typing `Event`s (at most one per 5 s), and an `echo` keepalive at most every 30 s;
-//! - paces `onMessage` to Genesys's 2 per second per session (typing events only when they
-//!   cannot delay a text) and tags each with a `tracingId`, so a text answered with a 429
-//!   `TooManyRequestsErrorMessage` is sent again after `retryAfter`;
-//! - stores the ticket from guestgate's own first frame,
-//!   `{"type":"guestgate","class":"SessionReady","body":{"resumeTicket":..,"newSession":..}}`,
-//!   and notes "Session resumed" when `newSession` is false;
-//! - renders upstream `StructuredMessage`s verbatim: `Inbound` as the guest's bubble (the
-//!   upstream's echo is the only copy, so nothing is shown twice), `Outbound` as the agent's,
-//!   typing events as "Agent is typing…"; 429 and error frames as a notice;
+//! What the page does (see `app.js`; the protocol is `docs/genesys-page-protocol.md`):
+//! - opens `ws(s)://<same host>/ws`, adding `?resume=<ticket>&after=<last message id>` when
+//!   sessionStorage holds a resume ticket; it sends no credentials of any kind, only Genesys
+//!   requests without `token` and guestgate's own `guestgate.getHistory` and
+//!   `guestgate.startNew`;
+//! - keeps the latest ticket from guestgate's `SessionReady` and the id of the last
+//!   non-`Event` message it showed; after a reload it shows what a replay brings
+//!   (`ReplayDone`) and then history page 1 (newest first, rendered oldest first), each message
+//!   once (by id), with a "Load earlier messages" button while older pages remain;
+//! - sends its own typing (at most one per 2 s; guestgate forwards one per 5 s) and shows the
+//!   agent's typing indicator for the event's `duration`;
+//! - uploads a file: checks it against `allowedMedia`, `onAttachment`, then an
+//!   `XMLHttpRequest` PUT to the pre-signed URL with exactly its headers and a progress bar,
+//!   then on `UploadSuccessEvent` the message carrying the attachment; the transcript shows a
+//!   link (a thumbnail for images);
+//! - on the agent's presence Disconnect (or `readOnly`) shows "The agent ended the
+//!   conversation" with "Start a new conversation" (`guestgate.startNew`; the new
+//!   `SessionReady` brings a new ticket and an empty transcript); on `SessionEnded` / close
+//!   4410 drops the ticket and offers a fresh start;
+//! - shows `MessageNotSent`, `Error` and Genesys error frames as notices (the refused text
+//!   goes back into the input), and sends a text answered with a 429 again after
+//!   `retryAfter`;
 //! - explains every close code guestgate sends in a notice banner and reconnects with
-//!   exponential backoff and jitter (0.5 s doubling up to 15 s, longer after 4429) on the
-//!   retryable ones; 1000, 1008, 4401, 4403, 4408 and a 4400 on a fresh connection wait for
-//!   the guest (a Reconnect button, or sending a message); 4400 after a resume attempt drops
-//!   the ticket and starts a new conversation.
+//!   exponential backoff and jitter (0.5 s doubling up to 15 s, longer after 4429 and 4420)
+//!   on the retryable ones (1001, 4503, a lost connection...), with `after=` so nothing the
+//!   agent wrote meanwhile is missed; 1000, 1008, 4401, 4403, 4408 and a 4400 on a fresh
+//!   connection wait for the guest (a Reconnect button, or sending a message); 4400 after a
+//!   resume attempt drops the ticket and starts a new conversation.
 //!
 //! Key elements carry `data-testid` attributes for the browser test in `e2e/`.
 
@@ -77,6 +85,8 @@ mod tests {
         let js = asset("/app.js").unwrap().1;
         assert!(!js.contains("token:") && !js.contains("configureSession"));
         assert!(js.contains(r#"url_of("/ws")"#) && js.contains("?resume="));
+        assert!(js.contains("&after=") && js.contains("guestgate.getHistory"));
+        assert!(js.contains("guestgate.startNew") && js.contains("xhr.upload.onprogress"));
     }
 
     #[test]
@@ -85,6 +95,8 @@ mod tests {
             .iter()
             .map(|p| asset(p).unwrap().1.lines().count())
             .sum();
-        assert!(lines < 400, "the demo page grew to {lines} lines");
+        // Every Messenger feature (typing, uploads, history, replay, read-only and startNew)
+        // in plain files a reader can take in at one sitting.
+        assert!(lines < 650, "the demo page grew to {lines} lines");
     }
 }

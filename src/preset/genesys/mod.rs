@@ -98,6 +98,10 @@ pub struct GenesysConfig {
     /// past it the page gets a `MessageNotSent` frame.
     #[serde(default = "default_queue")]
     pub message_queue: usize,
+    /// Whether the deployment auto-starts conversations (Messenger's `autoStart`): guestgate
+    /// then sends presence `Join` once for each new session, as the official client does.
+    #[serde(default)]
+    pub auto_start: bool,
     /// `[routes.genesys.auth]`: signed-in customers (authenticated web messaging).
     #[serde(default)]
     pub auth: Option<signin::GenesysAuthConfig>,
@@ -328,6 +332,7 @@ mod tests {
             api_url: None,
             attachments: true,
             message_queue: default_queue(),
+            auto_start: false,
             auth: None,
         }
     }

@@ -175,6 +175,7 @@ impl GenesysPreset {
             api: self.api.clone(),
             queue_capacity: self.config.message_queue,
             reply_timeout: self.config.ready_timeout,
+            join: self.config.auto_start && new_session,
             sign_in: self.tokens.clone().map(|api| SignInState {
                 api,
                 allow_upgrade: self.config.auth.as_ref().is_some_and(|a| a.allow_upgrade),
@@ -227,6 +228,9 @@ impl GenesysPreset {
             }
         ));
         lines.push(format!("history API: {}", g.api_base_url()));
+        if g.auto_start {
+            lines.push("auto-start: presence Join sent once for each new session".to_owned());
+        }
         match &g.auth {
             Some(a) => lines.push(format!(
                 "signed-in customers: on (redirect URI {}; guests {}; upgrades {}); JWT and refresh token kept server-side, the refresh token sealed in the resume ticket",

@@ -82,6 +82,8 @@ pub struct Conversation {
     pub reply_timeout: Duration,
     /// Signed-in customers, when the route has them.
     pub sign_in: Option<SignInState>,
+    /// Send presence `Join` first (a new session on an auto-start deployment).
+    pub join: bool,
 }
 
 /// A history read waiting for a JWT or an HTTP answer.
@@ -225,6 +227,24 @@ where
             self.finish(End::PageLost, page_rd, page_reader, up_rd, up_reader)
                 .await;
             return End::PageLost;
+        }
+        if self.conv.join {
+            // As the official client does for a new session when the deployment auto-starts:
+            // once, paced like any onMessage.
+            let join = serde_json::json!({
+                "action": "onMessage",
+                "token": self.conv.token.expose(),
+                "message": {"type": "Event", "events": [{"eventType": "Presence", "presence": {"type": "Join"}}]},
+            });
+            if let pacing::Offer::SendNow(bytes) =
+                self.pacer
+                    .offer(join.to_string().into_bytes(), false, Instant::now())
+                && self.send_upstream(1, &bytes).await.is_err()
+            {
+                self.finish(End::UpstreamLost, page_rd, page_reader, up_rd, up_reader)
+                    .await;
+                return End::UpstreamLost;
+            }
         }
         if let Some(after) = self.conv.after.take() {
             let deadline = Instant::now() + self.conv.reply_timeout * 2;
