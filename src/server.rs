@@ -161,6 +161,18 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let aborted = Arc::new(AtomicUsize::new(0));
     let permits = Arc::new(Semaphore::new(gateway.settings.max_connections));
+    // With a drain delay, the signal first takes the replica out of rotation (`/readyz` 503,
+    // new upgrades refused with 503) while live relays continue; the drain starts after it.
+    let delay = gateway.settings.drain_delay;
+    let draining = gateway.clone();
+    let shutdown = async move {
+        shutdown.await;
+        if !delay.is_zero() {
+            draining.draining.store(true, Ordering::Relaxed);
+            info!(delay = ?delay, "leaving rotation: /readyz answers 503; relays continue until the drain");
+            tokio::time::sleep(delay).await;
+        }
+    };
     tokio::pin!(shutdown);
 
     loop {

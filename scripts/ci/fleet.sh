@@ -39,6 +39,9 @@ SHUTDOWN_GRACE=10          # server.shutdown_grace, seconds
 CHECK_INTER_MS=500         # HAProxy health check interval on /readyz ...
 CHECK_FALL=2               # ... failures before a replica leaves rotation
 CHECK_RISE=2               # ... successes before it comes back
+# server.drain_delay: /readyz 503 this long before the 1001s, so HAProxy (interval x fall)
+# takes the replica out of rotation before its pages reconnect; FLEET_DRAIN_DELAY_MS=0 compares.
+DRAIN_DELAY_MS=${FLEET_DRAIN_DELAY_MS:-$((CHECK_INTER_MS * CHECK_FALL + 500))}
 ALERT_FOR=10s              # every alert's `for:` (GuestgateReplicaDown ships with 5m)
 SETTLE_SECS=30             # bound on waiting for every page to be connected again
 python=${PYTHON:-python3}
@@ -224,6 +227,7 @@ listen = "127.0.0.1:${browser_port[$r]}"
 admin_listen = "127.0.0.1:${admin_port[$r]}"
 max_connections = 5000
 shutdown_grace = "${SHUTDOWN_GRACE}s"
+drain_delay = "${DRAIN_DELAY_MS}ms"
 
 [[routes]]
 name = "chat"

@@ -68,6 +68,12 @@ pub struct ServerConfig {
     /// On SIGTERM/SIGINT, how long relays get to close before they are cut.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// On SIGTERM/SIGINT, how long `/readyz` answers 503 (and new upgrades are refused with
+    /// 503) while live relays continue, before the drain closes them: set it to the load
+    /// balancer's health interval times its fall count, so the replica leaves rotation before
+    /// its pages reconnect. `"0s"` (default) drains at once.
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
     /// TLS for browsers (`wss://` straight to guestgate); reloaded when the files change.
     pub tls: Option<TlsServerConfig>,
 }
@@ -107,6 +113,7 @@ impl Default for ServerConfig {
             max_connections_per_ip: Limit::Max(DEFAULT_MAX_CONNECTIONS_PER_IP),
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            drain_delay: Duration::ZERO,
             tls: None,
         }
     }
