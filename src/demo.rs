@@ -450,6 +450,102 @@ mod tests {
         fake.shutdown().await;
     }
 
+    #[test]
+    fn the_page_url_is_the_listener_on_loopback_when_it_listens_everywhere() {
+        assert_eq!(
+            page_url("0.0.0.0:8080".parse().unwrap()),
+            "http://127.0.0.1:8080/"
+        );
+        assert_eq!(
+            page_url("127.0.0.1:9000".parse().unwrap()),
+            "http://127.0.0.1:9000/"
+        );
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        assert_ne!(concrete(any).unwrap().port(), 0);
+        assert_eq!(concrete("127.0.0.1:8080".parse().unwrap()).unwrap().port(), 8080);
+    }
+
+    /// The demo's route and fake with sign-in on: a code from the stand-in identity provider,
+    /// handed over in the first frame with the guest's ticket, upgrades the guest conversation;
+    /// `/demo/secrets` then lists the JWT and the refresh token, and the page saw neither.
+    #[tokio::test]
+    async fn the_demo_route_signs_a_guest_in_and_lists_the_new_secrets() {
+        let fake = FakeGenesys::start(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            demo_fake_config(),
+        );
+        let key = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+        std::fs::write(&key, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut config = demo_config(any, any, &fake.url(), Some(&key));
+        let redirect = page_url("127.0.0.1:8080".parse().unwrap());
+        with_sign_in(&mut config, &redirect);
+        fake.register_redirect_uri(&redirect);
+        let gg = app::start_with(&config, None, Extras::default())
+            .await
+            .unwrap();
+        let addr = gg.addr;
+        let open = |path: String| async move {
+            let url = format!("ws://{addr}{path}");
+            tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+                .await
+                .unwrap()
+                .unwrap()
+                .0
+        };
+        let mut seen = Vec::new();
+        let mut guest = open("/ws".into()).await;
+        let ready = until_ready(&mut guest, &mut seen).await;
+        assert_eq!(ready["signedIn"], false);
+        let ticket = ready["resumeTicket"].as_str().unwrap().to_owned();
+        drop(guest);
+
+        let code = fake.issue_auth_code(&redirect, None);
+        let mut page = open("/ws?signin=first-frame".into()).await;
+        let frame = json!({"type":"guestgate","action":"signIn","code":code,"ticket":ticket});
+        page.send(tungstenite::Message::text(frame.to_string()))
+            .await
+            .unwrap();
+        let ready = until_ready(&mut page, &mut seen).await;
+        assert_eq!(ready["signedIn"], true, "{ready}");
+        assert_eq!(ready["newSession"], false, "the guest conversation goes on");
+        assert_eq!(fake.tokens_seen().len(), 1);
+        assert!(fake.is_authenticated(&fake.tokens_seen()[0]));
+
+        let listed: Value = serde_json::from_str(&secrets(&fake)).unwrap();
+        let auth = listed["authSecrets"].as_array().unwrap();
+        assert_eq!(auth.len(), 2, "the JWT and the refresh token: {listed}");
+        for s in auth.iter().chain(listed["sessionTokens"].as_array().unwrap()) {
+            let s = s.as_str().unwrap();
+            assert!(seen.iter().all(|f| !f.contains(s)), "a secret reached the page");
+        }
+        gg.shutdown();
+        let _ = tokio::time::timeout(WAIT, gg.wait()).await;
+        fake.shutdown().await;
+    }
+
+    /// Reads frames (kept in `seen`) until guestgate's `SessionReady`; returns its body.
+    async fn until_ready(
+        ws: &mut tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        seen: &mut Vec<String>,
+    ) -> Value {
+        loop {
+            let frame = tokio::time::timeout(WAIT, ws.next())
+                .await
+                .expect("SessionReady in time")
+                .expect("the socket stays open")
+                .unwrap();
+            let text = frame.to_text().unwrap().to_owned();
+            seen.push(text.clone());
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["class"] == "SessionReady" {
+                return v["body"].clone();
+            }
+        }
+    }
+
     #[tokio::test]
     async fn the_admin_buttons_answer_and_the_agent_writes_in_the_background() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
