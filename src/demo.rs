@@ -462,7 +462,10 @@ mod tests {
         );
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         assert_ne!(concrete(any).unwrap().port(), 0);
-        assert_eq!(concrete("127.0.0.1:8080".parse().unwrap()).unwrap().port(), 8080);
+        assert_eq!(
+            concrete("127.0.0.1:8080".parse().unwrap()).unwrap().port(),
+            8080
+        );
     }
 
     /// The demo's route and fake with sign-in on: a code from the stand-in identity provider,
@@ -515,9 +518,15 @@ mod tests {
         let listed: Value = serde_json::from_str(&secrets(&fake)).unwrap();
         let auth = listed["authSecrets"].as_array().unwrap();
         assert_eq!(auth.len(), 2, "the JWT and the refresh token: {listed}");
-        for s in auth.iter().chain(listed["sessionTokens"].as_array().unwrap()) {
+        for s in auth
+            .iter()
+            .chain(listed["sessionTokens"].as_array().unwrap())
+        {
             let s = s.as_str().unwrap();
-            assert!(seen.iter().all(|f| !f.contains(s)), "a secret reached the page");
+            assert!(
+                seen.iter().all(|f| !f.contains(s)),
+                "a secret reached the page"
+            );
         }
         gg.shutdown();
         let _ = tokio::time::timeout(WAIT, gg.wait()).await;
