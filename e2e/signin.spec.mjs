@@ -118,6 +118,11 @@ test("sign in, chat, reload, sign out: no JWT, refresh token or session token re
     const ticket = await page.evaluate((k) => sessionStorage.getItem(k), TICKET_KEY);
     assert.ok(ticket, "a signed-in ticket");
 
+    // The fake forgets a customer's JWTs when the refresh token is revoked: list them now.
+    const signedInSecrets = await secrets();
+    assert.ok(signedInSecrets.authSecrets.length >= 3,
+      `the JWT, the refresh token and the JWT the reload's refresh got: ${signedInSecrets.authSecrets.length}`);
+
     // Sign out: close 4411, the signed-out page, no ticket, no transcript.
     await id(page, "sign-out").click();
     await page.waitForSelector('[data-testid="notice"][data-code="4411"]');
@@ -137,7 +142,7 @@ test("sign in, chat, reload, sign out: no JWT, refresh token or session token re
     assert.match(await id(page, "notice-text").textContent(), /please sign in again/);
     assert.equal(await page.evaluate((k) => sessionStorage.getItem(k), TICKET_KEY), null);
 
-    await noSecrets(page, rec);
+    await noSecrets(page, rec, signedInSecrets);
     assert.deepEqual(rec.errors, [], "no uncaught errors in the page");
   } catch (e) {
     mkdirSync(SHOTS, { recursive: true });
@@ -152,14 +157,22 @@ test("sign in, chat, reload, sign out: no JWT, refresh token or session token re
   }
 });
 
-/** No credential the fake handed out, and nothing JWT-shaped, anywhere the page can reach. */
-async function noSecrets(page, rec) {
+/** The demo's /demo/secrets: { sessionTokens, jwts, authSecrets }. */
+async function secrets() {
   const res = await fetchWithin(adminBase + "/demo/secrets", { method: "POST" });
   assert.ok(res.ok, `POST /demo/secrets answered ${res.status}`);
-  const { sessionTokens, jwts, authSecrets } = await res.json();
-  assert.ok(sessionTokens.length >= 1, "the fake saw session tokens to look for");
-  assert.ok(authSecrets.length >= 3, `a JWT, a refresh token and a refreshed JWT to look for: ${authSecrets.length}`);
-  const secrets = [...sessionTokens, ...jwts, ...authSecrets];
+  return res.json();
+}
+
+/** No credential the fake handed out (now, or in `earlier`), and nothing JWT-shaped, anywhere
+ * the page can reach. */
+async function noSecrets(page, rec, earlier) {
+  const now = await secrets();
+  assert.ok(now.sessionTokens.length >= 1, "the fake saw session tokens to look for");
+  const all = new Set();
+  for (const list of [now, earlier]) for (const k of ["sessionTokens", "jwts", "authSecrets"]) for (const s of list[k]) all.add(s);
+  assert.ok(all.size >= 5, `secrets to look for: ${all.size}`);
+  const listed = [...all];
   const stored = await page.evaluate(() => JSON.stringify({
     session: Object.entries(sessionStorage), local: Object.entries(localStorage), cookie: document.cookie,
   }));
@@ -170,7 +183,7 @@ async function noSecrets(page, rec) {
     ["guestgate's output", demo.output()]];
   assert.ok(rec.received.length > 0 && rec.sent.length > 0, "frames were recorded");
   for (const [where, text] of places) {
-    for (const s of secrets) assert.ok(!text.includes(s), `a secret in ${where}: ${text.slice(0, 200)}`);
+    for (const s of listed) assert.ok(!text.includes(s), `a secret in ${where}: ${text.slice(0, 200)}`);
     assert.ok(!jwt.test(text), `a JWT in ${where}: ${text.slice(0, 200)}`);
     if (where === "received" || where === "sent") assert.ok(!/"token"\s*:/.test(text), `a token field ${where}: ${text}`);
   }
