@@ -505,17 +505,18 @@
     signOutBtn.disabled = false;
   }
 
-  const b64url = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  // base64url without padding (RFC 7636).
+  const b64u = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 
   // The OIDC code flow with PKCE: the verifier and state wait in sessionStorage for the redirect.
   signInBtn.addEventListener("click", async () => {
     if (!signInInfo) return;
-    const state = b64url(crypto.getRandomValues(new Uint8Array(16)));
-    const verifier = b64url(crypto.getRandomValues(new Uint8Array(32)));
+    const state = b64u(crypto.getRandomValues(new Uint8Array(16)));
+    const verifier = b64u(crypto.getRandomValues(new Uint8Array(32)));
     const q = new URLSearchParams({ response_type: "code", redirect_uri: signInInfo.redirectUri, state });
     if (crypto.subtle) { // a secure context (https, or loopback): PKCE with S256
       const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
-      q.set("code_challenge", b64url(new Uint8Array(digest)));
+      q.set("code_challenge", b64u(new Uint8Array(digest)));
       q.set("code_challenge_method", "S256");
     }
     store(SIGNIN_KEY, JSON.stringify({ state, verifier: crypto.subtle ? verifier : "" }));
