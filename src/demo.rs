@@ -12,9 +12,15 @@
 //!   to every live conversation, one every [`AGENT_NOTE_EVERY`], sockets open or not;
 //! - `/demo/agent-disconnect`: the agent ends every live conversation (read-only);
 //! - `/demo/stats`: what the fake saw, as JSON (sessions, the guest's typing events, uploads);
-//! - `/demo/secrets`: the session tokens the fake was given, as JSON, so the browser test can
-//!   check that none of them ever reached the page. Demo only: the tokens are the in-process
-//!   fake's, and the admin listener is on loopback unless told otherwise.
+//! - `/demo/secrets`: the session tokens the fake was given, the JWTs it handed out and the
+//!   refresh tokens it issued, as JSON, so the browser test can check that none of them ever
+//!   reached the page. Demo only: the secrets are the in-process fake's, and the admin
+//!   listener is on loopback unless told otherwise.
+//!
+//! Signed-in customers: the deployment has authenticated messaging on (session upgrades
+//! allowed), the route signs customers in with the fake's stand-in identity provider
+//! ([`with_sign_in`]), whose redirect URI is the chat page itself, and the page learns where
+//! that provider is from `/signin.json` (see `demo_page`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,6 +42,7 @@ use crate::mock::genesys::{
 };
 use crate::preset::PresetConfig;
 use crate::preset::genesys::GenesysConfig;
+use crate::preset::genesys::signin::GenesysAuthConfig;
 use crate::secret::SecretSource;
 use crate::server::{AdminAction, Extras};
 
@@ -51,9 +58,12 @@ pub const AGENT_NOTE_EVERY: Duration = Duration::from_millis(300);
 /// The largest upload the demo deployment allows, in KB (5 MB).
 pub const DEMO_MAX_UPLOAD_KB: u64 = 5 * 1024;
 
+/// The name the page shows for the one customer the stand-in identity provider signs in.
+pub const DEMO_USER: &str = "Alex";
+
 /// The demo deployment's public settings: uploads of PNG, JPEG, PDF and plain text up to
-/// [`DEMO_MAX_UPLOAD_KB`] with `.exe` blocked, read-only after the agent disconnects, and
-/// conversation clear allowed.
+/// [`DEMO_MAX_UPLOAD_KB`] with `.exe` blocked, read-only after the agent disconnects,
+/// conversation clear allowed, and authenticated messaging on with session upgrades allowed.
 pub fn demo_deployment() -> FakeDeployment {
     FakeDeployment {
         file_upload_modes: vec![FileUploadMode {
@@ -65,6 +75,8 @@ pub fn demo_deployment() -> FakeDeployment {
         conversation_disconnect: Some(DisconnectType::ReadOnly),
         conversation_clear: true,
         blocked_extensions: vec![".exe".into()],
+        auth_enabled: true,
+        allow_session_upgrade: true,
         ..FakeDeployment::default()
     }
 }
@@ -161,11 +173,59 @@ fn admin_actions(fake: &FakeGenesysHandle) -> Vec<(&'static str, AdminAction)> {
             act(|f| format!("the agent ended {} conversations", agent_disconnect_all(f))),
         ),
         ("/demo/stats", act(stats)),
-        (
-            "/demo/secrets",
-            act(|f| json!({"sessionTokens": f.tokens_seen()}).to_string()),
-        ),
+        ("/demo/secrets", act(secrets)),
     ]
+}
+
+/// Every credential the fake handed out or was given, for the browser test's leak check:
+/// `sessionTokens` (guestgate's, one per conversation), `jwts` (the history API's, from
+/// `getJwt`) and `authSecrets` (the signed-in customers' JWTs and refresh tokens).
+pub fn secrets(fake: &FakeGenesysHandle) -> String {
+    let jwts: Vec<String> = fake
+        .sent()
+        .iter()
+        .filter_map(|v| v["body"]["jwt"].as_str().map(str::to_owned))
+        .collect();
+    json!({
+        "sessionTokens": fake.tokens_seen(),
+        "jwts": jwts,
+        "authSecrets": fake.issued_auth_secrets(),
+    })
+    .to_string()
+}
+
+/// The chat page's URL for a browser listener on `listen` (loopback when it listens on every
+/// address): the redirect URI of the demo's sign-in.
+pub fn page_url(listen: SocketAddr) -> String {
+    let ip = if listen.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        listen.ip()
+    };
+    format!("http://{}/", SocketAddr::new(ip, listen.port()))
+}
+
+/// Turns on sign-in for the demo route of `config` (from [`demo_config`]): codes from the
+/// stand-in identity provider come back to `redirect_uri`; guests may chat too and may sign in
+/// without leaving their conversation.
+pub fn with_sign_in(config: &mut Config, redirect_uri: &str) {
+    if let UpstreamConfig::Preset(PresetConfig::Genesys(g)) = &mut config.routes[0].upstream {
+        g.auth = Some(GenesysAuthConfig {
+            redirect_uri: redirect_uri.to_owned(),
+            allow_anonymous: true,
+            allow_upgrade: true,
+        });
+    }
+}
+
+/// `listen` with its port chosen now when it is 0, so the page's URL (the sign-in redirect
+/// URI) is known before the configuration is built. The port is free again for a moment before
+/// guestgate binds it; another process taking it then makes the start fail with a bind error.
+fn concrete(listen: SocketAddr) -> std::io::Result<SocketAddr> {
+    if listen.port() != 0 {
+        return Ok(listen);
+    }
+    std::net::TcpListener::bind(listen)?.local_addr()
 }
 
 /// The demo's configuration: one `/ws` route with the Genesys preset aimed at `fake_url`,
@@ -243,7 +303,25 @@ pub async fn run(
             return ExitCode::from(1);
         }
     };
-    let config = demo_config(listen, admin_listen, &fake.url(), Some(&key_file));
+    let listen = match concrete(listen) {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("guestgate demo: binding the chat page's listener on {listen}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut config = demo_config(listen, admin_listen, &fake.url(), Some(&key_file));
+    let redirect_uri = page_url(listen);
+    with_sign_in(&mut config, &redirect_uri);
+    fake.register_redirect_uri(&redirect_uri);
+    crate::demo_page::offer_sign_in(
+        json!({
+            "authorizeUrl": fake.idp_authorize_url(),
+            "redirectUri": redirect_uri,
+            "user": DEMO_USER,
+        })
+        .to_string(),
+    );
     let extras = Extras {
         assets: Some(crate::demo_page::asset),
         admin_actions: admin_actions(&fake),
@@ -267,6 +345,10 @@ pub async fn run(
     println!(
         "  agent:       http://{0}/demo/agent-writes, http://{0}/demo/agent-disconnect (POST)",
         running.admin_addr
+    );
+    println!(
+        "  sign-in:     {} (stand-in identity provider, signs in as {DEMO_USER})",
+        fake.idp_authorize_url()
     );
     println!(
         "  upstream:    {} (in-process fake Genesys Web Messaging)",
@@ -369,6 +451,111 @@ mod tests {
         fake.shutdown().await;
     }
 
+    #[test]
+    fn the_page_url_is_the_listener_on_loopback_when_it_listens_everywhere() {
+        assert_eq!(
+            page_url("0.0.0.0:8080".parse().unwrap()),
+            "http://127.0.0.1:8080/"
+        );
+        assert_eq!(
+            page_url("127.0.0.1:9000".parse().unwrap()),
+            "http://127.0.0.1:9000/"
+        );
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        assert_ne!(concrete(any).unwrap().port(), 0);
+        assert_eq!(
+            concrete("127.0.0.1:8080".parse().unwrap()).unwrap().port(),
+            8080
+        );
+    }
+
+    /// The demo's route and fake with sign-in on: a code from the stand-in identity provider,
+    /// handed over in the first frame with the guest's ticket, upgrades the guest conversation;
+    /// `/demo/secrets` then lists the JWT and the refresh token, and the page saw neither.
+    #[tokio::test]
+    async fn the_demo_route_signs_a_guest_in_and_lists_the_new_secrets() {
+        let fake = FakeGenesys::start(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            demo_fake_config(),
+        );
+        let key = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+        std::fs::write(&key, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut config = demo_config(any, any, &fake.url(), Some(&key));
+        let redirect = page_url("127.0.0.1:8080".parse().unwrap());
+        with_sign_in(&mut config, &redirect);
+        fake.register_redirect_uri(&redirect);
+        let gg = app::start_with(&config, None, Extras::default())
+            .await
+            .unwrap();
+        let addr = gg.addr;
+        let open = |path: String| async move {
+            let url = format!("ws://{addr}{path}");
+            tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+                .await
+                .unwrap()
+                .unwrap()
+                .0
+        };
+        let mut seen = Vec::new();
+        let mut guest = open("/ws".into()).await;
+        let ready = until_ready(&mut guest, &mut seen).await;
+        assert_eq!(ready["signedIn"], false);
+        let ticket = ready["resumeTicket"].as_str().unwrap().to_owned();
+        drop(guest);
+
+        let code = fake.issue_auth_code(&redirect, None);
+        let mut page = open("/ws?signin=first-frame".into()).await;
+        let frame = json!({"type":"guestgate","action":"signIn","code":code,"ticket":ticket});
+        page.send(tungstenite::Message::text(frame.to_string()))
+            .await
+            .unwrap();
+        let ready = until_ready(&mut page, &mut seen).await;
+        assert_eq!(ready["signedIn"], true, "{ready}");
+        assert_eq!(ready["newSession"], false, "the guest conversation goes on");
+        assert_eq!(fake.tokens_seen().len(), 1);
+        assert!(fake.is_authenticated(&fake.tokens_seen()[0]));
+
+        let listed: Value = serde_json::from_str(&secrets(&fake)).unwrap();
+        let auth = listed["authSecrets"].as_array().unwrap();
+        assert_eq!(auth.len(), 2, "the JWT and the refresh token: {listed}");
+        for s in auth
+            .iter()
+            .chain(listed["sessionTokens"].as_array().unwrap())
+        {
+            let s = s.as_str().unwrap();
+            assert!(
+                seen.iter().all(|f| !f.contains(s)),
+                "a secret reached the page"
+            );
+        }
+        gg.shutdown();
+        let _ = tokio::time::timeout(WAIT, gg.wait()).await;
+        fake.shutdown().await;
+    }
+
+    /// Reads frames (kept in `seen`) until guestgate's `SessionReady`; returns its body.
+    async fn until_ready(
+        ws: &mut tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        seen: &mut Vec<String>,
+    ) -> Value {
+        loop {
+            let frame = tokio::time::timeout(WAIT, ws.next())
+                .await
+                .expect("SessionReady in time")
+                .expect("the socket stays open")
+                .unwrap();
+            let text = frame.to_text().unwrap().to_owned();
+            seen.push(text.clone());
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["class"] == "SessionReady" {
+                return v["body"].clone();
+            }
+        }
+    }
+
     #[tokio::test]
     async fn the_admin_buttons_answer_and_the_agent_writes_in_the_background() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -409,6 +596,8 @@ mod tests {
         assert_eq!(run("/demo/drop-upstream"), "dropped 0 upstream sockets");
         let secrets: Value = serde_json::from_str(&run("/demo/secrets")).unwrap();
         assert_eq!(secrets["sessionTokens"], json!(["demo-token-3"]));
+        assert_eq!(secrets["authSecrets"], json!([]), "nobody signed in");
+        assert_eq!(secrets["jwts"], json!([]), "nobody read history");
         fake.shutdown().await;
     }
 }

@@ -8,6 +8,10 @@
 #     upload of a real file (progress, link, thumbnail, same bytes back), a reload with history,
 #     an upstream drop while the agent writes (every note once, in order), a read-only end and
 #     a new conversation; no session token or JWT in any frame, storage or cookie
+#   - signin.spec.mjs: a signed-in customer on the same page: Sign in through the fake's
+#     stand-in identity provider (code flow with PKCE; a guest conversation carried over),
+#     chat, reload, Sign out (4411), the old ticket refused (4412); no session token, JWT or
+#     refresh token in any frame, storage, cookie, URL or guestgate's output
 #   - close-codes.spec.mjs: the same page against a stand-in server that closes with each code
 #     guestgate sends: a readable notice for each, reconnects only for the retryable ones
 #   - node-client.spec.mjs: a plain Node.js `ws` client without credentials (the example in
@@ -56,7 +60,7 @@ status=0
 timeout -k 10 300 node --test --test-concurrency=1 \
   --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=tap --test-reporter-destination="$tap" \
-  e2e/chat.spec.mjs e2e/messenger.spec.mjs e2e/close-codes.spec.mjs e2e/node-client.spec.mjs e2e/subprotocol.spec.mjs || status=$?
+  e2e/chat.spec.mjs e2e/messenger.spec.mjs e2e/signin.spec.mjs e2e/close-codes.spec.mjs e2e/node-client.spec.mjs e2e/subprotocol.spec.mjs || status=$?
 
 passed=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$tap" 2>/dev/null | tail -n 1)
 failed=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$tap" 2>/dev/null | tail -n 1)

@@ -1,11 +1,13 @@
 // guestgate demo chat: a plain WebSocket to guestgate's /ws, speaking Genesys Web Messaging
 // request shapes without credentials (guestgate configures the session and adds them upstream),
 // plus guestgate's own frames (docs/genesys-page-protocol.md): SessionReady, ReplayDone,
-// History, MessageNotSent, Error, SessionEnded.
+// History, MessageNotSent, Error, SessionEnded. Signing in: the OIDC code flow with PKCE against
+// the identity provider /signin.json names; only the code (and its verifier) goes to guestgate.
 "use strict";
 (() => {
   const TICKET_KEY = "guestgate.resumeTicket";
   const LAST_KEY = "guestgate.lastMessageId"; // the last non-Event message shown: after=<id>
+  const SIGNIN_KEY = "guestgate.signInStarted"; // {state, verifier} until the provider answers
   const KEEPALIVE_MS = 30000; // app-level echo at most this often (Genesys's SDK does the same)
   const TYPING_EVERY_MS = 2000; // guestgate forwards one per 5 s; this keeps keystrokes cheap
   const HISTORY_PAGE = 25;
@@ -24,6 +26,8 @@
     4403: ["The chat service rejected this site (check the deploymentId and the allowed Origin).", false],
     4408: ["Disconnected after a period of inactivity.", false],
     4410: ["This conversation has ended.", false],
+    4411: ["You signed out.", false],
+    4412: ["Your sign-in has expired or was not accepted: please sign in again.", false],
     4420: ["Messages were sent too fast. Reconnecting shortly…", true],
     4429: ["The chat service is busy right now. Retrying shortly…", true],
     4502: ["The chat service sent an invalid response. Reconnecting…", true],
@@ -37,12 +41,14 @@
   const typing = $("typing"), fileInput = $("file"), attach = $("attach"), sendBtn = $("send");
   const upload = $("upload"), uploadName = $("upload-name"), progress = $("upload-progress");
   const ended = $("ended"), endedText = $("ended-text"), startNewBtn = $("start-new");
-  const earlier = $("load-earlier");
+  const earlier = $("load-earlier"), account = $("account"), accountText = $("account-text");
+  const signInBtn = $("sign-in"), signOutBtn = $("sign-out");
 
   let ws = null, ready = false, attempt = 0, retryTimer = 0, typingTimer = 0, noticeTimer = 0;
   let lastSentAt = 0, lastTypingAt = 0, outage = false, flushTimer = 0, holdUntil = 0, seq = 0;
   let firstLoad = true, historyAfterReplay = false, historyNext = 1, historyAnchor = null;
   let endedMode = "", startingNew = false, media = null, pending = null; // pending: the upload
+  let signedIn = false, signInInfo = null; // signInInfo: /signin.json, when sign-in is offered
   let lastId = load(LAST_KEY) || "";
   const outbox = []; // texts waiting for the session to be ready
   const unacked = new Map(); // tracingId -> text sent but not yet echoed back
@@ -175,15 +181,20 @@
     if (send({ action: "guestgate.getHistory", pageNumber: n, pageSize: HISTORY_PAGE, tracingId: "h-" + n })) historyNext = n;
   }
 
-  function connect() {
+  // signIn: {code, codeVerifier} from the identity provider, sent once as the first frame
+  // (with the guest ticket, if any: the conversation is upgraded rather than left behind).
+  function connect(signIn) {
     clearTimeout(retryTimer);
     retryTimer = 0;
     const ticket = load(TICKET_KEY);
-    const after = ticket && lastId ? "&after=" + encodeURIComponent(lastId) : "";
-    setStatus("connecting", ticket ? "Reconnecting…" : "Connecting…");
-    const sock = new WebSocket(url_of("/ws") + (ticket ? "?resume=" + encodeURIComponent(ticket) + after : ""));
+    const after = ticket && lastId && !signIn ? "&after=" + encodeURIComponent(lastId) : "";
+    setStatus("connecting", signIn ? "Signing in…" : ticket ? "Reconnecting…" : "Connecting…");
+    const sock = new WebSocket(url_of("/ws") + (signIn ? "?signin=first-frame" : ticket ? "?resume=" + encodeURIComponent(ticket) + after : ""));
     ws = sock;
     ready = false;
+    if (signIn) {
+      sock.onopen = () => sock.send(JSON.stringify({ type: "guestgate", action: "signIn", ...signIn, ...(ticket ? { ticket } : {}) }));
+    }
     sock.onmessage = (ev) => { if (sock === ws) onFrame(ev.data, ticket, !!after); };
     sock.onclose = (ev) => { if (sock === ws) onClose(ev, ticket); };
   }
@@ -257,6 +268,7 @@
         return showNotice(`Sorry, that did not work (${m.code}): ${body.message || "error"}.`, { code: m.code, severity: "error", hideAfter: 8000 });
       case "SessionEnded":
         store(TICKET_KEY, null);
+        if (body.reason === "signed_out" || body.reason === "sign_in_expired") return; // 4411/4412 follow
         return showEnded(`This conversation has ended (${body.reason || "closed"}).`, "fresh");
     }
   }
@@ -267,6 +279,8 @@
     media = body.allowedMedia || null;
     attach.hidden = !(media && media.inbound && (media.inbound.fileTypes || []).length);
     if (body.resumeTicket) store(TICKET_KEY, String(body.resumeTicket));
+    signedIn = body.signedIn === true;
+    showAccount();
     setStatus("online", "Online");
     if (startingNew) {
       startingNew = false;
@@ -368,6 +382,15 @@
       store(TICKET_KEY, null);
       text = "The earlier conversation could not be continued. Starting a new one…";
       retry = true;
+    }
+    if (ev.code === 4411 || ev.code === 4412) { // signed out, or the sign-in is gone
+      store(TICKET_KEY, null);
+      signedIn = false;
+      showAccount();
+      clearTranscript(); // nothing of the signed-in conversation stays on the screen
+      showEnded(ev.code === 4411 ? "You signed out. Sign in again, or start a new conversation as a guest." : "Please sign in again.", "fresh");
+      showNotice(text, { code: ev.code, severity: ev.code === 4411 ? "ok" : "error" });
+      return setStatus("offline", "Signed out");
     }
     if (ev.code === 4410) {
       store(TICKET_KEY, null);
@@ -472,6 +495,59 @@
     if (ready && Date.now() - lastSentAt >= KEEPALIVE_MS) send({ action: "echo", message: { type: "Text", text: "ping" } });
   }, 5000);
 
+  // Signing in: shown when the demo serves /signin.json ({authorizeUrl, redirectUri, user}).
+  function showAccount() {
+    account.hidden = !signInInfo && !signedIn;
+    account.dataset.state = signedIn ? "signed-in" : "guest";
+    accountText.textContent = signedIn ? `Signed in as ${(signInInfo && signInInfo.user) || "you"}` : "Chatting as a guest";
+    signInBtn.hidden = signedIn || !signInInfo;
+    signOutBtn.hidden = !signedIn;
+    signOutBtn.disabled = false;
+  }
+
+  // base64url without padding (RFC 7636).
+  const b64u = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+
+  // The OIDC code flow with PKCE: the verifier and state wait in sessionStorage for the redirect.
+  signInBtn.addEventListener("click", async () => {
+    if (!signInInfo) return;
+    const state = b64u(crypto.getRandomValues(new Uint8Array(16)));
+    const verifier = b64u(crypto.getRandomValues(new Uint8Array(32)));
+    const q = new URLSearchParams({ response_type: "code", redirect_uri: signInInfo.redirectUri, state });
+    if (crypto.subtle) { // a secure context (https, or loopback): PKCE with S256
+      const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
+      q.set("code_challenge", b64u(new Uint8Array(digest)));
+      q.set("code_challenge_method", "S256");
+    }
+    store(SIGNIN_KEY, JSON.stringify({ state, verifier: crypto.subtle ? verifier : "" }));
+    location.assign(signInInfo.authorizeUrl + "?" + q);
+  });
+
+  signOutBtn.addEventListener("click", () => {
+    if (send({ action: "guestgate.signOut" })) signOutBtn.disabled = true; // close 4411 follows
+    else showNotice("Not connected: sign out again once the chat is back online.", { hideAfter: 5000 });
+  });
+
+  // Back from the identity provider with ?code=..&state=..: both leave the address bar at once.
+  function returnedSignIn() {
+    const q = new URLSearchParams(location.search);
+    if (!q.has("code") && !q.has("error")) return null;
+    history.replaceState(null, "", location.pathname);
+    let started = null;
+    try { started = JSON.parse(load(SIGNIN_KEY) || "null"); } catch (_) {}
+    store(SIGNIN_KEY, null);
+    if (q.get("code") && started && started.state === q.get("state")) {
+      return { code: q.get("code"), ...(started.verifier ? { codeVerifier: started.verifier } : {}) };
+    }
+    showNotice("The sign-in did not complete. Please try again.", { severity: "error", hideAfter: 8000 });
+    return null;
+  }
+
+  fetch("/signin.json", { cache: "no-store" })
+    .then((r) => (r.ok ? r.json() : null))
+    .then((info) => { if (info && info.authorizeUrl && info.redirectUri) { signInInfo = info; showAccount(); } })
+    .catch(() => {});
+
   window.guestgateDemo = { lastMessageId: () => lastId, close: () => ws && ws.close(1000) };
-  connect();
+  connect(returnedSignIn());
 })();

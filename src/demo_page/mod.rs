@@ -32,20 +32,45 @@
 //!   connection wait for the guest (a Reconnect button, or sending a message); 4400 after a
 //!   resume attempt drops the ticket and starts a new conversation.
 //!
+//! - signs in (when the demo offers it: `/signin.json` names the identity provider's
+//!   authorize URL, the redirect URI and the customer's name): the OIDC code flow with PKCE
+//!   (S256) against the stand-in identity provider, the verifier and `state` in sessionStorage
+//!   only until the redirect comes back; then `code` and `state` leave the address bar and the
+//!   code goes to guestgate once, in the first frame of `/ws?signin=first-frame` (with the
+//!   guest ticket, which upgrades the conversation). "Signed in as ..." while `SessionReady`
+//!   says `signedIn`; "Sign out" sends `guestgate.signOut`, and close 4411 drops the ticket and
+//!   the transcript; close 4412 asks to sign in again.
+//!
 //! Key elements carry `data-testid` attributes for the browser test in `e2e/`.
+
+use std::sync::OnceLock;
 
 const INDEX_HTML: &str = include_str!("index.html");
 const APP_JS: &str = include_str!("app.js");
 const STYLE_CSS: &str = include_str!("style.css");
 
+/// `/signin.json`, once the demo offers sign-in (one demo per process).
+static SIGN_IN: OnceLock<&'static str> = OnceLock::new();
+
+/// Offers sign-in to the page: `json` is served as `/signin.json` (`authorizeUrl`,
+/// `redirectUri`, `user`). Only the first call counts. Without it the page hides its
+/// "Sign in" button.
+pub fn offer_sign_in(json: String) {
+    let _ = SIGN_IN.set(Box::leak(json.into_boxed_str()));
+}
+
 /// The page's files by request path (query string already removed): `/` and `/index.html`
-/// give the page, `/app.js` and `/style.css` its script and style. Returns the
-/// `Content-Type` and the body, or `None` for any other path.
+/// give the page, `/app.js` and `/style.css` its script and style, `/signin.json` the sign-in
+/// settings once [`offer_sign_in`] ran. Returns the `Content-Type` and the body, or `None`
+/// for any other path.
 pub fn asset(path: &str) -> Option<(&'static str, &'static str)> {
     match path {
         "/" | "/index.html" => Some(("text/html; charset=utf-8", INDEX_HTML)),
         "/app.js" => Some(("text/javascript; charset=utf-8", APP_JS)),
         "/style.css" => Some(("text/css; charset=utf-8", STYLE_CSS)),
+        "/signin.json" => SIGN_IN
+            .get()
+            .map(|json| ("application/json; charset=utf-8", *json)),
         _ => None,
     }
 }
@@ -95,8 +120,8 @@ mod tests {
             .iter()
             .map(|p| asset(p).unwrap().1.lines().count())
             .sum();
-        // Every Messenger feature (typing, uploads, history, replay, read-only and startNew)
+        // Every Messenger feature (typing, uploads, history, replay, read-only, startNew, sign-in)
         // in plain files a reader can take in at one sitting.
-        assert!(lines < 650, "the demo page grew to {lines} lines");
+        assert!(lines < 720, "the demo page grew to {lines} lines");
     }
 }
