@@ -57,7 +57,14 @@ pub async fn run<S>(
     if resume_frame || wants_sign_in_frame(request.query.as_deref()) {
         // The page keeps its ticket (or sign-in code) out of the URL: it is the first frame,
         // read (bounded in size and time) before any upstream work and never relayed.
-        match read_first_frame(&mut browser.io, &mut browser.prefix, FIRST_FRAME_WAIT).await {
+        // Boxed: the read's buffers are needed once, not kept in every connection's task.
+        match Box::pin(read_first_frame(
+            &mut browser.io,
+            &mut browser.prefix,
+            FIRST_FRAME_WAIT,
+        ))
+        .await
+        {
             Ok(FirstFrame::Resume(ticket)) => request.resume_ticket = Some(ticket),
             Ok(FirstFrame::SignIn { code, ticket }) => {
                 request.sign_in = Some(code);
@@ -165,7 +172,9 @@ pub async fn run<S>(
                 metrics,
             };
             let mediate = mediator.run(mediator_end, established.upstream, ctx);
-            let both = async { tokio::join!(relay, mediate).0 };
+            // Boxed: only mediated routes pay for the mediator's state; a plain relay's task
+            // stays as small as before.
+            let both = Box::pin(async { tokio::join!(relay, mediate).0 });
             publishing(both, route, metrics, &live, &mut flushed).await
         }
     };
