@@ -113,11 +113,7 @@ async fn a_flood_past_the_queue_gets_a_refusal_frame_for_each_message_not_sent()
     .await;
     let key = key_file();
     let mut config = preset_config(&fake, &key);
-    if let guestgate::config::UpstreamConfig::Preset(guestgate::preset::PresetConfig::Genesys(g)) =
-        &mut config.routes[0].upstream
-    {
-        g.message_queue = 3;
-    }
+    genesys_mut(&mut config).message_queue = 3;
     let gg = gateway(&config).await;
     let (mut page, _) = Page::open(gg.addr, "/ws").await;
     // 2 go at once, 3 wait, 2 are refused.
@@ -556,11 +552,7 @@ async fn a_route_with_attachments_off_answers_with_an_error_frame() {
     let fake = fake_genesys(FakeGenesysConfig::default()).await;
     let key = key_file();
     let mut config = preset_config(&fake, &key);
-    if let guestgate::config::UpstreamConfig::Preset(guestgate::preset::PresetConfig::Genesys(g)) =
-        &mut config.routes[0].upstream
-    {
-        g.attachments = false;
-    }
+    genesys_mut(&mut config).attachments = false;
     let gg = gateway(&config).await;
     let (mut page, _) = Page::open(gg.addr, "/ws").await;
     page.send(
@@ -633,11 +625,7 @@ async fn auto_start_sends_presence_join_once_for_a_new_session_only() {
     .await;
     let key = key_file();
     let mut config = preset_config(&fake, &key);
-    if let guestgate::config::UpstreamConfig::Preset(guestgate::preset::PresetConfig::Genesys(g)) =
-        &mut config.routes[0].upstream
-    {
-        g.auto_start = true;
-    }
+    genesys_mut(&mut config).auto_start = true;
     let gg = gateway(&config).await;
     let joins = |fake: &FakeGenesysHandle| {
         fake.requests()

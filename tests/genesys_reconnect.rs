@@ -74,28 +74,6 @@ impl Drop for Replica {
     }
 }
 
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn after<'a>(text: &'a str, key: &str) -> &'a str {
-    let start = text.find(key).unwrap() + key.len();
-    text[start..].split_whitespace().next().unwrap()
-}
-
 /// The agent message number of a frame, if it is one.
 fn agent_number(v: &Value) -> Option<u64> {
     let text = v["body"]["text"].as_str()?;

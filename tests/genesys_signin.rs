@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use common::page::Page;
 use common::*;
-use guestgate::config::{Config, UpstreamConfig};
+use guestgate::config::Config;
 use guestgate::mock::genesys::{
     DEFAULT_DEPLOYMENT_ID, FakeDeployment, FakeGenesys, FakeGenesysConfig, FakeGenesysHandle,
 };
-use guestgate::preset::PresetConfig;
 use guestgate::preset::genesys::signin::GenesysAuthConfig;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -56,9 +55,7 @@ fn config(fake: &FakeGenesysHandle, key: &std::path::Path, auth: GenesysAuthConf
     let any = "127.0.0.1:0".parse().unwrap();
     let mut c = guestgate::demo::demo_config(any, any, &fake.url(), Some(key));
     c.server.shutdown_grace = Duration::from_secs(3);
-    if let UpstreamConfig::Preset(PresetConfig::Genesys(g)) = &mut c.routes[0].upstream {
-        g.auth = Some(auth);
-    }
+    genesys_mut(&mut c).auth = Some(auth);
     c
 }
 

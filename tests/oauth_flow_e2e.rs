@@ -289,28 +289,6 @@ async fn secrets_appear_nowhere_a_person_or_browser_can_see() {
     );
 }
 
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn after<'a>(text: &'a str, key: &str) -> &'a str {
-    let start = text.find(key).unwrap() + key.len();
-    text[start..].split_whitespace().next().unwrap()
-}
-
 #[test]
 fn upstream_host_is_fixed_by_config() {
     let text = r#"

@@ -171,3 +171,35 @@ pub async fn metrics_when(admin: SocketAddr, what: &str, done: impl Fn(&str) -> 
 
 pub mod faulty;
 pub mod split_echo;
+
+/// A log text without its ANSI colour sequences.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The word after `key` in `text` (e.g. `listen=` in the start-up log line).
+pub fn after<'a>(text: &'a str, key: &str) -> &'a str {
+    let start = text.find(key).unwrap() + key.len();
+    text[start..].split_whitespace().next().unwrap()
+}
+
+/// The Genesys preset settings of a config's first route (panics on another kind of route).
+pub fn genesys_mut(config: &mut Config) -> &mut guestgate::preset::genesys::GenesysConfig {
+    match &mut config.routes[0].upstream {
+        guestgate::config::UpstreamConfig::Preset(guestgate::preset::PresetConfig::Genesys(g)) => g,
+        _ => panic!("the first route is not a Genesys route"),
+    }
+}

@@ -9,15 +9,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tracing::debug;
 
 use super::{End, State, frames};
-use crate::auth::resume::{ResumeTicket, unix_now};
+use crate::auth::resume::unix_now;
 use crate::close_code;
-use crate::preset::genesys::session::session_ready;
 use crate::preset::genesys::signin::{
     SignInCode, TokenApi, TokenError, Tokens, configure_authenticated, outcome,
 };
@@ -278,23 +276,7 @@ where
         if !std::mem::take(&mut self.auth.upgrading) {
             return None;
         }
-        let body = serde_json::from_slice::<serde_json::Value>(response)
-            .ok()
-            .and_then(|v| v.get("body").cloned())
-            .unwrap_or_else(|| json!({}));
-        let refresh = self
-            .conv
-            .sign_in
-            .as_ref()
-            .and_then(|s| s.tokens.as_ref())
-            .map(|t| t.refresh_token.clone());
-        let ticket = self.ctx.resume.map(|(keys, cfg)| {
-            let ticket =
-                ResumeTicket::new(self.ctx.route, self.conv.token.clone(), unix_now(), cfg.ttl)
-                    .with_refresh_token(refresh);
-            keys.seal(&ticket)
-        });
-        let ready = session_ready(&body, ticket, None, true);
+        let ready = self.ready_with_new_ticket(response);
         self.deliver(1, ready.as_bytes())
             .await
             .err()

@@ -116,7 +116,7 @@ where
                     return Some(End::PageLost);
                 }
                 if code == 200 {
-                    let ready = self.new_conversation_ready(&payload);
+                    let ready = self.ready_with_new_ticket(&payload);
                     return self
                         .deliver(1, ready.as_bytes())
                         .await
@@ -134,8 +134,10 @@ where
         self.deliver(1, &payload).await.err().map(|_| End::PageLost)
     }
 
-    /// `SessionReady` for the conversation `startNew` began: a ticket issued afresh.
-    fn new_conversation_ready(&self, response: &[u8]) -> String {
+    /// `SessionReady` after a `SessionResponse` guestgate asked for (`startNew`, a sign-in
+    /// upgrade): the response's public fields and a ticket issued afresh (carrying the refresh
+    /// token when signed in).
+    pub(super) fn ready_with_new_ticket(&self, response: &[u8]) -> String {
         let body = serde_json::from_slice::<Value>(response)
             .ok()
             .and_then(|v| v.get("body").cloned())
