@@ -47,7 +47,11 @@ pub async fn cancelled(token: &CancellationToken) {
         flag.task.register(cx.waker());
         if !registered || flag.woken.swap(false, Ordering::AcqRel) {
             registered = true;
-            if wait.as_mut().poll(&mut Context::from_waker(&waker)).is_ready() {
+            if wait
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_ready()
+            {
                 return Poll::Ready(());
             }
         }
@@ -77,7 +81,10 @@ mod tests {
         let wait = cancelled(&child);
         tokio::pin!(wait);
         let early = tokio::time::timeout(Duration::from_millis(30), &mut wait).await;
-        assert!(early.is_err(), "not cancelled yet: the wait must stay pending");
+        assert!(
+            early.is_err(),
+            "not cancelled yet: the wait must stay pending"
+        );
         let canceller = token.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(10)).await;

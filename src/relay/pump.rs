@@ -329,7 +329,11 @@ where
 
     /// The timer fired: the end it means, or when it must fire next. A due ping is marked
     /// wanted; it is written at the next frame boundary.
-    fn timer_fired(&self, timers: &mut Timers, every: Option<Duration>) -> Result<Instant, PumpEnd> {
+    fn timer_fired(
+        &self,
+        timers: &mut Timers,
+        every: Option<Duration>,
+    ) -> Result<Instant, PumpEnd> {
         let now = Instant::now();
         if self.message_deadline().is_some_and(|at| at <= now) {
             return Err(PumpEnd::Limited(Limit::MessageTimeout));
@@ -481,7 +485,10 @@ where
         }
         if wrote {
             let dst = &mut self.dst;
-            match stall_bounded(self.cfg.write_stall, |cx| Pin::new(&mut *dst).poll_flush(cx)).await
+            match stall_bounded(self.cfg.write_stall, |cx| {
+                Pin::new(&mut *dst).poll_flush(cx)
+            })
+            .await
             {
                 Some(Ok(())) => {}
                 Some(Err(e)) => return Err(PumpEnd::DestinationFailed(e.kind())),
@@ -499,8 +506,10 @@ where
             WriteFrom::Rewritten => self.rewrite.as_ref().map_or(&[][..], |r| r.pending()),
         };
         let dst = &mut self.dst;
-        match stall_bounded(self.cfg.write_stall, |cx| Pin::new(&mut *dst).poll_write(cx, bytes))
-            .await
+        match stall_bounded(self.cfg.write_stall, |cx| {
+            Pin::new(&mut *dst).poll_write(cx, bytes)
+        })
+        .await
         {
             Some(Ok(0)) => Err(PumpEnd::DestinationFailed(io::ErrorKind::WriteZero)),
             Some(Ok(n)) => Ok(n),
