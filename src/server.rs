@@ -223,7 +223,11 @@ pub async fn run(
                         gateway.connection_panics.fetch_add(1, Ordering::Relaxed);
                         error!(%peer, panic = panic_text(&panic), "connection task panicked");
                     },
-                    _ = hard_stop.cancelled() => { aborted.fetch_add(1, Ordering::Relaxed); }
+                    // Polled on every wake-up of the task: the cheap watch, not the token's
+                    // locks, which every connection shares.
+                    () = crate::relay::cancel::cancelled(&hard_stop) => {
+                        aborted.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 gateway.open_connections.fetch_sub(1, Ordering::Relaxed);
             }

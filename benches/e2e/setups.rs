@@ -59,7 +59,8 @@ pub async fn run(s: Settings) -> Result<(), String> {
         },
     );
     let config = format!(
-        "[[routes]]\npath = \"/\"\n\n[routes.edge]\nallow_any_origin = true\n\n[routes.genesys]\nbase_url = \"{}\"\n\
+        "[[routes]]\npath = \"/\"\n\n[routes.edge]\nallow_any_origin = true\n\
+         max_connections_per_ip = \"off\"\nhandshake_rate_per_ip = \"off\"\n\n[routes.genesys]\nbase_url = \"{}\"\n\
          deployment_id = \"{DEFAULT_DEPLOYMENT_ID}\"\norigin = \"https://loadgen.guestgate.example\"\n",
         fake.url()
     );

@@ -4,7 +4,6 @@
 //! metric outcome and the closer are derived (never compared as strings).
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::sync::CancellationToken;
 
 use super::{Closer, Limit, Pump, PumpEnd, PumpStats, RelayConfig, RelayReport, Side, Violation};
 use crate::close_code::{self, CloseCode};
@@ -129,8 +128,7 @@ where
     // The normal case: one side closed, its close went through; relay the reply.
     if let PumpEnd::CloseForwarded(code) = end {
         set_code(dest, code);
-        let never = CancellationToken::new();
-        let reply = tokio::time::timeout(cfg.close_timeout, other.run(&never)).await;
+        let reply = tokio::time::timeout(cfg.close_timeout, other.run()).await;
         let reply_code = match reply {
             Ok(PumpEnd::CloseForwarded(c)) => c,
             _ => None,

@@ -16,6 +16,7 @@
 //! inside a frame): its connection is ended (TCP FIN / TLS close_notify) with the frame
 //! truncated, and the report still says [`Ending::Shutdown`].
 
+pub mod cancel;
 mod close;
 mod lease;
 pub mod pump;
@@ -356,9 +357,12 @@ where
     W2: AsyncWrite + Unpin + 'a,
 {
     async move {
+        // One cheap shutdown watch for both directions (see `cancel`), not a token poll per
+        // read in each pump.
         let (source, end) = tokio::select! {
-            end = up.run(shutdown) => (Side::Browser, end),
-            end = down.run(shutdown) => (Side::Upstream, end),
+            () = cancel::cancelled(shutdown) => (Side::Browser, PumpEnd::Cancelled),
+            end = up.run() => (Side::Browser, end),
+            end = down.run() => (Side::Upstream, end),
         };
         let (mut report, plan) = match source {
             Side::Browser => {

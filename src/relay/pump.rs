@@ -7,12 +7,14 @@
 //! That lets the relay stop one direction, write a close frame on its writer at a frame
 //! boundary, and drain its reader.
 
+use std::future::poll_fn;
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::time::{Instant, MissedTickBehavior};
-use tokio_util::sync::CancellationToken;
+use tokio::time::Instant;
 
 use super::lease::Lease;
 use super::rate::{Bucket, RateLimit};
@@ -201,20 +203,22 @@ where
         self.out_start == self.out_end && !mid_frame && !rewriting && !piped && self.own.is_none()
     }
 
-    /// Forwards frames until the source closes, fails, idles out, breaks the protocol, or
-    /// `cancel` fires. Cancel-safe: calling it again continues where it stopped.
-    pub async fn run(&mut self, cancel: &CancellationToken) -> PumpEnd {
-        let mut ping = self
-            .cfg
-            .ping_interval
-            .filter(|_| !self.discard)
-            .map(|every| {
-                let mut i = tokio::time::interval_at(Instant::now() + every, every);
-                i.set_missed_tick_behavior(MissedTickBehavior::Delay);
-                i
-            });
-        let idle = tokio::time::sleep_until(self.next_deadline());
-        tokio::pin!(idle);
+    /// Forwards frames until the source closes, fails, idles out or breaks the protocol.
+    /// Cancel-safe: dropping the future and calling it again continues where it stopped, so a
+    /// caller stops it (say, on shutdown) by selecting it against its own signal.
+    ///
+    /// Per read, the loop touches no timer: one sleep per pump, set to the earliest of
+    /// idleness, the fragmented-message deadline and the next ping, is re-armed only when it
+    /// fires (or when a fragmented message starts), and is polled only when the read is not
+    /// ready.
+    pub async fn run(&mut self) -> PumpEnd {
+        let every = self.cfg.ping_interval.filter(|_| !self.discard);
+        let mut timers = Timers {
+            ping_due: every.map(|e| Instant::now() + e),
+            ping_wanted: false,
+        };
+        let timer = tokio::time::sleep_until(self.next_deadline(&timers));
+        tokio::pin!(timer);
         loop {
             if let Err(end) = self.flush().await {
                 return end;
@@ -230,12 +234,21 @@ where
                 if let Some(live) = &self.live {
                     live.publish(&self.stats);
                 }
-                // A fragmented message just started: its deadline may come before idleness.
+                // A fragmented message just started: its deadline may come before the timer.
                 if let Some(at) = self.message_deadline()
-                    && at < idle.deadline()
+                    && at < timer.deadline()
                 {
-                    idle.as_mut().reset(at);
+                    timer.as_mut().reset(at);
                 }
+                continue;
+            }
+            if timers.ping_wanted && self.at_frame_boundary() {
+                timers.ping_wanted = false;
+                if let Some(every) = every {
+                    timers.ping_due = Some(Instant::now() + every);
+                }
+                self.own = Some((OwnFrame::ping(self.cfg.source.other()), 0));
+                timer.as_mut().reset(self.next_deadline(&timers));
                 continue;
             }
             // Everything scanned is written: keep only an incomplete unit, at the front.
@@ -255,12 +268,11 @@ where
                 };
                 let moved = tokio::select! {
                     biased;
-                    _ = cancel.cancelled() => return PumpEnd::Cancelled,
                     // Boxed (once per pipe-full) so idle connections do not keep room for it.
                     moved = Box::pin(splicer.fill(remaining)) => moved,
-                    _ = &mut idle => {
-                        match self.timer_fired() {
-                            Ok(next) => idle.as_mut().reset(next),
+                    _ = &mut timer => {
+                        match self.timer_fired(&mut timers, every) {
+                            Ok(next) => timer.as_mut().reset(next),
                             Err(end) => return end,
                         }
                         continue;
@@ -276,7 +288,6 @@ where
 
             tokio::select! {
                 biased;
-                _ = cancel.cancelled() => return PumpEnd::Cancelled,
                 read = self.lease.read_from(&mut self.src, keep) => match read {
                     Ok(0) => return PumpEnd::SourceLost(None),
                     Ok(n) => {
@@ -286,12 +297,9 @@ where
                     }
                     Err(e) => return PumpEnd::SourceLost(Some(e.kind())),
                 },
-                _ = tick(&mut ping), if self.at_frame_boundary() => {
-                    self.own = Some((OwnFrame::ping(self.cfg.source.other()), 0));
-                }
-                _ = &mut idle => {
-                    match self.timer_fired() {
-                        Ok(next) => idle.as_mut().reset(next),
+                _ = &mut timer => {
+                    match self.timer_fired(&mut timers, every) {
+                        Ok(next) => timer.as_mut().reset(next),
                         Err(end) => return end,
                     }
                 }
@@ -306,14 +314,26 @@ where
         Some(started + self.cfg.message_timeout?)
     }
 
-    /// The next time the pump's timer must wake: idleness or the message deadline.
-    fn next_deadline(&self) -> Instant {
-        let idle = self.last_read + self.cfg.idle_timeout;
-        self.message_deadline().map_or(idle, |m| m.min(idle))
+    /// The next time the pump's timer must wake: idleness, the message deadline, or the next
+    /// ping (unless one is already waiting for a frame boundary).
+    fn next_deadline(&self, timers: &Timers) -> Instant {
+        let mut at = self.last_read + self.cfg.idle_timeout;
+        if let Some(m) = self.message_deadline() {
+            at = at.min(m);
+        }
+        if let Some(p) = timers.ping_due.filter(|_| !timers.ping_wanted) {
+            at = at.min(p);
+        }
+        at
     }
 
-    /// The timer fired: the end it means, or when it must fire next.
-    fn timer_fired(&self) -> Result<Instant, PumpEnd> {
+    /// The timer fired: the end it means, or when it must fire next. A due ping is marked
+    /// wanted; it is written at the next frame boundary.
+    fn timer_fired(
+        &self,
+        timers: &mut Timers,
+        every: Option<Duration>,
+    ) -> Result<Instant, PumpEnd> {
         let now = Instant::now();
         if self.message_deadline().is_some_and(|at| at <= now) {
             return Err(PumpEnd::Limited(Limit::MessageTimeout));
@@ -321,7 +341,10 @@ where
         if self.last_read + self.cfg.idle_timeout <= now {
             return Err(PumpEnd::SourceIdle);
         }
-        Ok(self.next_deadline())
+        if every.is_some() && timers.ping_due.is_some_and(|at| at <= now) {
+            timers.ping_wanted = true;
+        }
+        Ok(self.next_deadline(timers))
     }
 
     /// True when the current frame's unread payload should bypass the read buffer: there is
@@ -369,8 +392,7 @@ where
             return true;
         }
         self.to_boundary = true;
-        let never = CancellationToken::new();
-        let _ = tokio::time::timeout(limit, self.run(&never)).await;
+        let _ = tokio::time::timeout(limit, self.run()).await;
         self.to_boundary = false;
         self.at_frame_boundary()
     }
@@ -386,8 +408,7 @@ where
         self.discard = true;
         self.end = None;
         self.drop_pending_output();
-        let never = CancellationToken::new();
-        match tokio::time::timeout(limit, self.run(&never)).await {
+        match tokio::time::timeout(limit, self.run()).await {
             Ok(PumpEnd::CloseForwarded(code)) => code,
             _ => None,
         }
@@ -414,9 +435,8 @@ where
     /// answer to the destination's last valid message) is delivered first.
     pub async fn relay_until_close(&mut self, limit: Duration) -> bool {
         self.hold_close = true;
-        let never = CancellationToken::new();
         matches!(
-            tokio::time::timeout(limit, self.run(&never)).await,
+            tokio::time::timeout(limit, self.run()).await,
             Ok(PumpEnd::CloseForwarded(_))
         )
     }
@@ -464,10 +484,15 @@ where
             }
         }
         if wrote {
-            match tokio::time::timeout(self.cfg.write_stall, self.dst.flush()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(PumpEnd::DestinationFailed(e.kind())),
-                Err(_) => return Err(PumpEnd::DestinationStalled),
+            let dst = &mut self.dst;
+            match stall_bounded(self.cfg.write_stall, |cx| {
+                Pin::new(&mut *dst).poll_flush(cx)
+            })
+            .await
+            {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(PumpEnd::DestinationFailed(e.kind())),
+                None => return Err(PumpEnd::DestinationStalled),
             }
         }
         Ok(())
@@ -480,11 +505,16 @@ where
             WriteFrom::Lease => &self.lease.bytes()[self.out_start..self.out_end],
             WriteFrom::Rewritten => self.rewrite.as_ref().map_or(&[][..], |r| r.pending()),
         };
-        match tokio::time::timeout(self.cfg.write_stall, self.dst.write(bytes)).await {
-            Ok(Ok(0)) => Err(PumpEnd::DestinationFailed(io::ErrorKind::WriteZero)),
-            Ok(Ok(n)) => Ok(n),
-            Ok(Err(e)) => Err(PumpEnd::DestinationFailed(e.kind())),
-            Err(_) => Err(PumpEnd::DestinationStalled),
+        let dst = &mut self.dst;
+        match stall_bounded(self.cfg.write_stall, |cx| {
+            Pin::new(&mut *dst).poll_write(cx, bytes)
+        })
+        .await
+        {
+            Some(Ok(0)) => Err(PumpEnd::DestinationFailed(io::ErrorKind::WriteZero)),
+            Some(Ok(n)) => Ok(n),
+            Some(Err(e)) => Err(PumpEnd::DestinationFailed(e.kind())),
+            None => Err(PumpEnd::DestinationStalled),
         }
     }
 
@@ -649,12 +679,30 @@ enum WriteFrom {
     Rewritten,
 }
 
-/// Waits for the next ping tick, or forever when pings are off.
-async fn tick(ping: &mut Option<tokio::time::Interval>) {
-    match ping {
-        Some(i) => {
-            i.tick().await;
+/// The pump's timer state besides idleness: when the next ping is due, and whether one is
+/// due but waits for a frame boundary.
+struct Timers {
+    ping_due: Option<Instant>,
+    ping_wanted: bool,
+}
+
+/// Polls `op` until it is ready, or gives up (`None`) once it has been pending for `limit`.
+/// The timer is only created when `op` first returns pending: a write that goes through at
+/// once (nearly all of them) reads no clock and touches no timer.
+async fn stall_bounded<T>(
+    limit: Duration,
+    mut op: impl FnMut(&mut Context<'_>) -> Poll<T>,
+) -> Option<T> {
+    let mut stall: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    poll_fn(|cx| {
+        if let Poll::Ready(v) = op(cx) {
+            return Poll::Ready(Some(v));
         }
-        None => std::future::pending().await,
-    }
+        let sleep = stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
