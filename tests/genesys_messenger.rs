@@ -36,6 +36,14 @@ fn key_file() -> tempfile::TempPath {
     path
 }
 
+/// The fake's defaults without the agent's automatic replies.
+fn no_agent() -> FakeGenesysConfig {
+    FakeGenesysConfig {
+        agent_reply: false,
+        ..FakeGenesysConfig::default()
+    }
+}
+
 fn text(t: &str) -> Value {
     json!({"action":"onMessage","message":{"type":"Text","text":t}})
 }
@@ -52,11 +60,7 @@ fn is_inbound(v: &Value, t: &str) -> bool {
 
 #[tokio::test]
 async fn six_messages_typed_fast_all_arrive_in_order_without_a_429() {
-    let fake = fake_genesys(FakeGenesysConfig {
-        agent_reply: false,
-        ..FakeGenesysConfig::default()
-    })
-    .await;
+    let fake = fake_genesys(no_agent()).await;
     let key = key_file();
     let gg = gateway(&preset_config(&fake, &key)).await;
     let (mut page, _) = Page::open(gg.addr, "/ws").await;
@@ -106,11 +110,7 @@ async fn six_messages_typed_fast_all_arrive_in_order_without_a_429() {
 
 #[tokio::test]
 async fn a_flood_past_the_queue_gets_a_refusal_frame_for_each_message_not_sent() {
-    let fake = fake_genesys(FakeGenesysConfig {
-        agent_reply: false,
-        ..FakeGenesysConfig::default()
-    })
-    .await;
+    let fake = fake_genesys(no_agent()).await;
     let key = key_file();
     let mut config = preset_config(&fake, &key);
     genesys_mut(&mut config).message_queue = 3;
@@ -154,11 +154,7 @@ async fn a_flood_past_the_queue_gets_a_refusal_frame_for_each_message_not_sent()
 
 #[tokio::test]
 async fn typing_reaches_genesys_at_most_once_per_five_seconds() {
-    let fake = fake_genesys(FakeGenesysConfig {
-        agent_reply: false,
-        ..FakeGenesysConfig::default()
-    })
-    .await;
+    let fake = fake_genesys(no_agent()).await;
     let key = key_file();
     let gg = gateway(&preset_config(&fake, &key)).await;
     let (mut page, _) = Page::open(gg.addr, "/ws").await;
@@ -331,11 +327,7 @@ async fn history_comes_from_the_rest_api_and_the_jwt_stays_in_guestgate() {
 
 #[tokio::test]
 async fn a_reconnect_with_after_replays_every_missed_message_once_and_in_order() {
-    let fake = fake_genesys(FakeGenesysConfig {
-        agent_reply: false,
-        ..FakeGenesysConfig::default()
-    })
-    .await;
+    let fake = fake_genesys(no_agent()).await;
     let key = key_file();
     let gg = gateway(&preset_config(&fake, &key)).await;
     let (mut page, ready) = Page::open(gg.addr, "/ws").await;
@@ -375,10 +367,7 @@ async fn a_reconnect_with_after_replays_every_missed_message_once_and_in_order()
 #[tokio::test]
 async fn read_only_after_the_agent_ends_then_start_new_hands_out_a_new_ticket() {
     use guestgate::mock::genesys::{DisconnectType, FakeDeployment};
-    let mut config = FakeGenesysConfig {
-        agent_reply: false,
-        ..FakeGenesysConfig::default()
-    };
+    let mut config = no_agent();
     config.deployments.insert(
         guestgate::mock::genesys::DEFAULT_DEPLOYMENT_ID.into(),
         FakeDeployment {
@@ -425,10 +414,7 @@ async fn read_only_after_the_agent_ends_then_start_new_hands_out_a_new_ticket() 
 #[tokio::test]
 async fn clearing_the_conversation_ends_with_4410_and_the_next_connect_is_new() {
     use guestgate::mock::genesys::FakeDeployment;
-    let mut config = FakeGenesysConfig {
-        agent_reply: false,
-        ..FakeGenesysConfig::default()
-    };
+    let mut config = no_agent();
     config.deployments.insert(
         guestgate::mock::genesys::DEFAULT_DEPLOYMENT_ID.into(),
         FakeDeployment {
@@ -462,10 +448,7 @@ async fn clearing_the_conversation_ends_with_4410_and_the_next_connect_is_new() 
 #[tokio::test]
 async fn an_upload_goes_straight_to_storage_and_the_message_carries_it() {
     use guestgate::mock::genesys::{FakeDeployment, FileUploadMode};
-    let mut config = FakeGenesysConfig {
-        agent_reply: false,
-        ..FakeGenesysConfig::default()
-    };
+    let mut config = no_agent();
     config.deployments.insert(
         guestgate::mock::genesys::DEFAULT_DEPLOYMENT_ID.into(),
         FakeDeployment {
@@ -577,12 +560,8 @@ async fn a_route_with_attachments_off_answers_with_an_error_frame() {
 }
 
 #[tokio::test]
-async fn a_page_spamming_history_and_start_new_costs_the_upstream_one_call_each() {
-    let fake = fake_genesys(FakeGenesysConfig {
-        agent_reply: false,
-        ..FakeGenesysConfig::default()
-    })
-    .await;
+async fn a_page_spamming_history_costs_the_upstream_one_rest_call_and_one_jwt() {
+    let fake = fake_genesys(no_agent()).await;
     let key = key_file();
     let gg = gateway(&preset_config(&fake, &key)).await;
     let (mut page, _) = Page::open(gg.addr, "/ws").await;
@@ -618,11 +597,7 @@ async fn a_page_spamming_history_and_start_new_costs_the_upstream_one_call_each(
 
 #[tokio::test]
 async fn auto_start_sends_presence_join_once_for_a_new_session_only() {
-    let fake = fake_genesys(FakeGenesysConfig {
-        agent_reply: false,
-        ..FakeGenesysConfig::default()
-    })
-    .await;
+    let fake = fake_genesys(no_agent()).await;
     let key = key_file();
     let mut config = preset_config(&fake, &key);
     genesys_mut(&mut config).auto_start = true;
