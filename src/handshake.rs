@@ -1,5 +1,5 @@
-//! The browser-side WebSocket upgrade: checking the request, agreeing on a subprotocol, and
-//! building the 101 response. No extension is ever accepted, so permessage-deflate offers are
+//! The browser-side WebSocket upgrade: checking the request and agreeing on a subprotocol
+//! (`http1` writes the 101). No extension is ever accepted, so permessage-deflate offers are
 //! simply not answered.
 //!
 //! Subprotocols: a route lists the ones it accepts (`subprotocols`, in preference order).
@@ -133,21 +133,6 @@ pub fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// The 101 response: no extensions; the subprotocol when one was chosen.
-pub fn switching_protocols(accept: &str, protocol: Option<&str>) -> Response<Full<Bytes>> {
-    let mut response = Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::CONNECTION, "Upgrade")
-        .header(header::UPGRADE, "websocket")
-        .header(header::SEC_WEBSOCKET_ACCEPT, accept);
-    if let Some(protocol) = protocol {
-        response = response.header(header::SEC_WEBSOCKET_PROTOCOL, protocol);
-    }
-    response
-        .body(Full::default())
-        .expect("negotiated tokens are valid header values")
-}
-
 /// A small plain-text response for refusals.
 pub fn plain(status: StatusCode, text: impl Into<String>) -> Response<Full<Bytes>> {
     Response::builder()
@@ -233,13 +218,5 @@ mod tests {
                 first_offer: "mqtt".into()
             })
         );
-    }
-
-    #[test]
-    fn the_101_names_the_chosen_protocol_only_when_there_is_one() {
-        let r = switching_protocols("x", Some("mqtt"));
-        assert_eq!(r.headers()[header::SEC_WEBSOCKET_PROTOCOL], "mqtt");
-        let r = switching_protocols("x", None);
-        assert!(!r.headers().contains_key(header::SEC_WEBSOCKET_PROTOCOL));
     }
 }

@@ -2,7 +2,7 @@
 //! browser's behalf.
 //!
 //! Layout, in the order a connection meets it: [`server`] accepts and upgrades (with
-//! [`handshake`] and the [`edge`] policy), [`session`] owns the upgraded connection,
+//! [`http1`], [`handshake`] and the [`edge`] policy), [`session`] owns the upgraded connection,
 //! [`setup`] opens the upstream session by the route's kind (plain [`upstream`], an
 //! [`auth::flow`], or a [`preset`]), and [`relay`] forwards frames verbatim using the [`ws`]
 //! codec. [`config`] and [`route`] describe what to do; [`metrics`] and [`admin`] show it.
@@ -18,6 +18,7 @@ pub(crate) mod demo_page;
 pub mod edge;
 pub mod explain;
 pub(crate) mod handshake;
+pub(crate) mod http1;
 pub mod metrics;
 pub mod mock;
 pub mod preset;

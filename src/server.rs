@@ -1,8 +1,7 @@
-//! The browser listener: a bounded accept loop, hyper for the HTTP upgrade, one task per
-//! connection, and the two-phase shutdown (close 1001 to every relay, wait for the grace
+//! The browser listener: a bounded accept loop, one task per connection that reads its one
+//! request head (`http1`) and upgrades it or answers it, and the two-phase shutdown (close 1001 to every relay, wait for the grace
 //! period, then cut the rest).
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -14,13 +13,9 @@ use bytes::Bytes;
 use futures::FutureExt;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
@@ -29,6 +24,7 @@ use crate::close_code;
 use crate::config::ServerConfig;
 use crate::edge::{AcceptGate, Admission, Now, Rejection, SetupGuard};
 use crate::handshake;
+use crate::http1;
 use crate::metrics::Metrics;
 use crate::relay::Leg;
 use crate::route::Route;
@@ -273,9 +269,8 @@ pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("(non-text panic payload)")
 }
 
-/// What a request handler hands back to its connection task when it accepts an upgrade.
+/// An accepted upgrade: what the connection task needs to run the session.
 struct Upgrade {
-    on_upgrade: OnUpgrade,
     route: Arc<Route>,
     /// Holds the client's per-IP slot until the connection ends.
     _admission: Admission,
@@ -284,8 +279,15 @@ struct Upgrade {
     request: BrowserRequest,
 }
 
-/// Runs hyper on one TCP connection; if it upgrades, runs the session in the same task.
-/// Accepts TLS first when the listener has it, then serves HTTP on the stream.
+/// What one request gets.
+enum Answer {
+    /// A 101 (the bytes to send); the session follows.
+    Upgrade(Upgrade, Vec<u8>),
+    /// A plain response, then the connection closes.
+    Respond(Response<Full<Bytes>>),
+}
+
+/// Runs one TCP connection: TLS first when the listener has it, then its one request.
 async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -313,61 +315,22 @@ async fn serve_connection(
     }
 }
 
-/// Runs hyper on one browser stream; if it upgrades, runs the session in the same task.
+/// Reads the browser's one request and answers it; an upgrade runs the session in the same
+/// task.
 async fn serve_http<S>(io: S, peer: SocketAddr, gateway: &Arc<Gateway>, stop: &CancellationToken)
 where
     S: crate::relay::Transport,
 {
-    let (tx, rx) = oneshot::channel::<Upgrade>();
-    let tx = std::sync::Mutex::new(Some(tx));
-    let service = service_fn(|req: Request<Incoming>| {
-        let mut answer = handle(req, peer, gateway, &tx);
-        // One plain request per connection: a refusal or a static file ends it, so a
-        // keep-alive loop of GETs cannot hold a connection (and its slot) indefinitely.
-        if answer.status() != StatusCode::SWITCHING_PROTOCOLS {
-            answer.headers_mut().insert(
-                http::header::CONNECTION,
-                http::HeaderValue::from_static("close"),
-            );
-        }
-        async move { Ok::<_, Infallible>(answer) }
-    });
-    // Boxed so the per-connection task does not keep room for hyper's state after the upgrade.
-    let conn = Box::pin(
-        http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(gateway.settings.handshake_timeout)
-            .max_buf_size(16 * 1024)
-            .serve_connection(TokioIo::new(io), service)
-            .with_upgrades(),
-    );
-    tokio::select! {
-        result = conn => if let Err(e) = result {
-            debug!(%peer, error = %e, "browser http connection ended with an error");
-        },
-        _ = stop.cancelled() => return,
-    }
-    // No upgrade was handed over if the sender is still here: let `rx` see that.
-    drop(tx);
-    let Ok(upgrade) = rx.await else {
+    // Boxed: the request head and the handshake's timer are needed once, not kept in the task
+    // for the life of the relay.
+    let Some((browser, upgrade)) = Box::pin(upgrade_or_answer(io, peer, gateway, stop)).await
+    else {
         return;
     };
-    let upgraded = match upgrade.on_upgrade.await {
-        Ok(upgraded) => upgraded,
-        Err(e) => return debug!(error = %e, "browser upgrade did not complete"),
-    };
-    let Ok(parts) = upgraded.downcast::<TokioIo<S>>() else {
-        return warn!("upgraded browser stream has an unexpected type");
-    };
-    let browser = Leg {
-        io: parts.io.into_inner(),
-        // A right-sized copy: keeping hyper's read buffer would pin 8 KiB per connection.
-        prefix: Bytes::copy_from_slice(&parts.read_buf),
-    };
-    // Release hyper's read buffer now, not when this task ends.
-    drop(parts.read_buf);
     let spare = browser.io.spare_handle();
     let route = &upgrade.route;
+    // Awaited where it is built: a future bound to a local and then awaited is kept twice in
+    // this task's state (rustc keeps room for the moved-from local).
     let session = AssertUnwindSafe(async {
         gateway.hook(PanicPoint::Session);
         session::run(
@@ -379,8 +342,10 @@ where
             &gateway.metrics,
         )
         .await;
-    });
-    if let Err(panic) = session.catch_unwind().await {
+    })
+    .catch_unwind()
+    .await;
+    if let Err(panic) = session {
         gateway.connection_panics.fetch_add(1, Ordering::Relaxed);
         error!(route = %route.name, panic = panic_text(&panic), "session panicked; closing the browser with 1011");
         gateway
@@ -389,8 +354,64 @@ where
         gateway
             .metrics
             .record_close(&route.name, "guestgate", Some(close_code::INTERNAL.code));
-        close_after_panic(spare, route).await;
+        // Boxed: only a panicked session needs room for it.
+        Box::pin(close_after_panic(spare, route)).await;
     }
+}
+
+/// Reads the request head and either answers it (then the connection ends: `None`) or sends
+/// the 101 and hands back the upgraded leg with the bytes read past the head. The head and the
+/// 101 share the handshake timeout.
+async fn upgrade_or_answer<S>(
+    mut io: S,
+    peer: SocketAddr,
+    gateway: &Gateway,
+    stop: &CancellationToken,
+) -> Option<(Leg<S>, Upgrade)>
+where
+    S: crate::relay::Transport,
+{
+    let deadline = tokio::time::Instant::now() + gateway.settings.handshake_timeout;
+    let head = tokio::select! {
+        _ = stop.cancelled() => return None,
+        head = tokio::time::timeout_at(deadline, http1::read_head(&mut io)) => head,
+    };
+    let head = match head {
+        Ok(Ok(head)) => head,
+        Ok(Err(e)) => {
+            debug!(%peer, error = %e, "no usable request head from the browser");
+            if let Some(response) = e.response() {
+                let answer = http1::respond_and_close(&mut io, response);
+                let _ = tokio::time::timeout_at(deadline, answer).await;
+            }
+            return None;
+        }
+        Err(_) => {
+            debug!(%peer, "browser sent no whole request head in time");
+            return None;
+        }
+    };
+    let (upgrade, switching_protocols) = match handle(&head, peer, gateway) {
+        Answer::Upgrade(upgrade, switching_protocols) => (upgrade, switching_protocols),
+        Answer::Respond(response) => {
+            let answer = http1::respond_and_close(&mut io, response);
+            let _ = tokio::time::timeout_at(deadline, answer).await;
+            return None;
+        }
+    };
+    let sent = tokio::time::timeout_at(deadline, async {
+        io.write_all(&switching_protocols).await?;
+        io.flush().await
+    });
+    if !matches!(sent.await, Ok(Ok(()))) {
+        debug!(%peer, "browser went away before the 101 was sent");
+        return None;
+    }
+    let browser = Leg {
+        io,
+        prefix: head.ahead,
+    };
+    Some((browser, upgrade))
 }
 
 /// Tells the browser of a panicked session that guestgate failed (1011), over the spare
@@ -408,68 +429,68 @@ async fn close_after_panic(spare: Option<socket2::Socket>, route: &Route) {
 }
 
 /// Answers one HTTP request on the browser listener: route, upgrade checks, edge policy.
-fn handle(
-    mut req: Request<Incoming>,
-    peer: SocketAddr,
-    gateway: &Gateway,
-    upgrade_slot: &std::sync::Mutex<Option<oneshot::Sender<Upgrade>>>,
-) -> Response<Full<Bytes>> {
-    if let Some(response) = static_asset(&req, gateway) {
-        return response;
+fn handle(head: &http1::Head, peer: SocketAddr, gateway: &Gateway) -> Answer {
+    let req = &head.request;
+    if let Some(response) = static_asset(req, gateway) {
+        return Answer::Respond(response);
     }
     let Some(route) = gateway.route(req.uri().path()) else {
         gateway.metrics.edge_rejected("bad_request");
-        return handshake::plain(StatusCode::NOT_FOUND, "no websocket route at this path");
+        return Answer::Respond(handshake::plain(
+            StatusCode::NOT_FOUND,
+            "no websocket route at this path",
+        ));
     };
     if gateway.draining.load(Ordering::Relaxed) {
-        return refuse(gateway, &Rejection::Draining);
+        return Answer::Respond(refuse(gateway, &Rejection::Draining));
     }
     let accept = match handshake::accept_key(req.method(), req.headers()) {
+        // Bytes behind the head of an upgrade are frames; a body there would be read as some.
+        Ok(_) if head.has_body => Err(handshake::UpgradeRefusal::Malformed(
+            "an upgrade request has no body",
+        )),
+        checked => checked,
+    };
+    let accept = match accept {
         Ok(accept) => accept,
         Err(refusal) => {
             gateway.metrics.edge_rejected("bad_request");
-            return handshake::plain(refusal.status(), refusal.to_string());
+            return Answer::Respond(handshake::plain(refusal.status(), refusal.to_string()));
         }
     };
     let subprotocol = match handshake::negotiate(req.headers(), &route.subprotocols) {
         Ok(subprotocol) => subprotocol,
         Err(refusal) => {
             gateway.metrics.edge_rejected("bad_request");
-            return handshake::plain(refusal.status(), refusal.to_string());
+            return Answer::Respond(handshake::plain(refusal.status(), refusal.to_string()));
         }
     };
     let query = req.uri().query();
     let admission = match route.edge.check(peer, req.headers(), query, Now::system()) {
         Ok(admission) => admission,
-        Err(rejection) => return refuse(gateway, &rejection),
+        Err(rejection) => return Answer::Respond(refuse(gateway, &rejection)),
     };
     let setup_slot = match route.edge.try_begin_setup() {
         Ok(slot) => slot,
-        Err(rejection) => return refuse(gateway, &rejection),
+        Err(rejection) => return Answer::Respond(refuse(gateway, &rejection)),
     };
+    let switching_protocols = http1::switching_protocols(&accept, subprotocol.answer());
     let upgrade = Upgrade {
-        on_upgrade: hyper::upgrade::on(&mut req),
         route: route.clone(),
         _admission: admission,
         setup_slot,
         request: BrowserRequest {
-            query: req.uri().query().map(str::to_owned),
+            query: query.map(str::to_owned),
             subprotocol,
             resume_ticket: None,
             sign_in: None,
         },
     };
-    let answer = upgrade.request.subprotocol.answer().map(str::to_owned);
-    let sender = upgrade_slot.lock().expect("upgrade slot lock").take();
-    if sender.is_some_and(|tx| tx.send(upgrade).is_ok()) {
-        handshake::switching_protocols(&accept, answer.as_deref())
-    } else {
-        handshake::plain(StatusCode::BAD_REQUEST, "one upgrade per connection")
-    }
+    Answer::Upgrade(upgrade, switching_protocols)
 }
 
 /// Answers a plain GET for one of the configured static files.
-fn static_asset(req: &Request<Incoming>, gateway: &Gateway) -> Option<Response<Full<Bytes>>> {
+fn static_asset(req: &Request<()>, gateway: &Gateway) -> Option<Response<Full<Bytes>>> {
     let assets = gateway.extras.assets?;
     if req.method() != http::Method::GET || req.headers().contains_key(http::header::UPGRADE) {
         return None;

@@ -6,6 +6,8 @@
 //! browser that goes away (EOF, reset) cancels the set-up at once: its future is dropped, which
 //! drops the upstream connection, token fetch or hello in flight.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,10 +24,11 @@ use crate::auth::resume_frame::{
 use crate::close_code::{self, CloseCode};
 use crate::edge::SetupGuard;
 use crate::metrics::Metrics;
-use crate::preset::MediatorContext;
+use crate::preset::{Mediator, MediatorContext};
 use crate::relay::{self, Leg, LiveStats, Pump, PumpConfig, PumpStats, RelayExtras, Side};
 use crate::route::Route;
 use crate::setup::{self, BrowserRequest};
+use crate::upstream::UpstreamStream;
 use crate::ws::frame::OwnFrame;
 
 /// Most bytes read from the browser while its upstream is being set up. The page normally
@@ -142,40 +145,42 @@ pub async fn run<S>(
         live: Some(live.clone()),
     };
     let mut flushed = Flushed::default();
+    // No future is bound to a local here: rustc keeps room for a moved-from local across
+    // the await that follows, which would hold the relay's state twice in every task.
     let report = match established.mediator {
         None => {
-            let relay = relay::relay_transports(
-                browser,
-                established.upstream,
-                &route.relay,
-                extras,
-                shutdown,
-            );
-            publishing(relay, route, metrics, &live, &mut flushed).await
+            publishing(
+                relay::relay_transports(
+                    browser,
+                    established.upstream,
+                    &route.relay,
+                    extras,
+                    shutdown,
+                ),
+                route,
+                metrics,
+                &live,
+                &mut flushed,
+            )
+            .await
         }
         Some(mediator) => {
-            // The relay's upstream leg is an in-process duplex; the mediator owns its other
-            // end and the real upstream leg. When the relay ends, its end is dropped, which
-            // ends the mediator too.
-            let (relay_end, mediator_end) = tokio::io::duplex(MEDIATOR_BUFFER);
-            let relay = relay::relay_transports(
-                browser,
-                Leg::new(relay_end),
-                &route.relay,
-                extras,
-                shutdown,
-            );
-            let ctx = MediatorContext {
-                route: &route.name,
-                relay: &route.relay,
-                resume: route.resume.as_ref(),
+            publishing(
+                mediated(
+                    browser,
+                    mediator,
+                    established.upstream,
+                    route,
+                    extras,
+                    shutdown,
+                    metrics,
+                ),
+                route,
                 metrics,
-            };
-            let mediate = mediator.run(mediator_end, established.upstream, ctx);
-            // Boxed: only mediated routes pay for the mediator's state; a plain relay's task
-            // stays as small as before.
-            let both = Box::pin(async { tokio::join!(relay, mediate).0 });
-            publishing(both, route, metrics, &live, &mut flushed).await
+                &live,
+                &mut flushed,
+            )
+            .await
         }
     };
     flushed.flush(
@@ -202,30 +207,93 @@ pub async fn run<S>(
     );
 }
 
+/// The relay of a mediated route, boxed: only mediated routes pay for the mediator's state; a
+/// plain relay's task stays as small as before. The relay's upstream leg is an in-process
+/// duplex; the mediator owns its other end and the real upstream leg. When the relay ends,
+/// its end is dropped, which ends the mediator too.
+fn mediated<'a, S>(
+    browser: Leg<S>,
+    mediator: Mediator,
+    upstream: Leg<UpstreamStream>,
+    route: &'a Route,
+    extras: RelayExtras,
+    shutdown: &'a CancellationToken,
+    metrics: &'a Metrics,
+) -> Pin<Box<dyn Future<Output = relay::RelayReport> + Send + 'a>>
+where
+    S: relay::Transport,
+{
+    let (relay_end, mediator_end) = tokio::io::duplex(MEDIATOR_BUFFER);
+    let relay =
+        relay::relay_transports(browser, Leg::new(relay_end), &route.relay, extras, shutdown);
+    let ctx = MediatorContext {
+        route: &route.name,
+        relay: &route.relay,
+        resume: route.resume.as_ref(),
+        metrics,
+    };
+    let mediate = mediator.run(mediator_end, upstream, ctx);
+    Box::pin(async { tokio::join!(relay, mediate).0 })
+}
+
 /// Waits for `relay` while publishing its live traffic to the metrics every
 /// `relay.metrics_flush_interval`, so long chats show up while they last.
-async fn publishing<F>(
+fn publishing<'a, F>(
     relay: F,
-    route: &Route,
-    metrics: &Metrics,
-    live: &(Arc<LiveStats>, Arc<LiveStats>),
-    flushed: &mut Flushed,
-) -> relay::RelayReport
+    route: &'a Route,
+    metrics: &'a Metrics,
+    live: &'a (Arc<LiveStats>, Arc<LiveStats>),
+    flushed: &'a mut Flushed,
+) -> Publishing<'a, F>
 where
     F: Future<Output = relay::RelayReport>,
 {
-    tokio::pin!(relay);
-    let mut tick = tokio::time::interval_at(
+    let tick = tokio::time::interval_at(
         tokio::time::Instant::now() + route.relay.metrics_flush,
         route.relay.metrics_flush,
     );
-    loop {
-        tokio::select! {
-            report = &mut relay => return report,
-            _ = tick.tick() => {
-                flushed.flush(metrics, &route.name, live.0.snapshot(), live.1.snapshot());
-            }
+    Publishing {
+        relay,
+        tick,
+        route,
+        metrics,
+        live,
+        flushed,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`publishing`]. A plain struct rather than an `async` block: the relay
+    /// is most of a connection's state, and an `async` block that pins a captured future
+    /// (`tokio::pin!`) moves it into a second slot, which rustc keeps beside the first
+    /// (rust-lang/rust#62958): every connection would hold its relay state twice.
+    struct Publishing<'a, F> {
+        #[pin]
+        relay: F,
+        tick: tokio::time::Interval,
+        route: &'a Route,
+        metrics: &'a Metrics,
+        live: &'a (Arc<LiveStats>, Arc<LiveStats>),
+        flushed: &'a mut Flushed,
+    }
+}
+
+impl<F: Future<Output = relay::RelayReport>> Future for Publishing<'_, F> {
+    type Output = relay::RelayReport;
+
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        if let std::task::Poll::Ready(report) = this.relay.poll(cx) {
+            return std::task::Poll::Ready(report);
         }
+        while this.tick.poll_tick(cx).is_ready() {
+            let (up, down) = (this.live.0.snapshot(), this.live.1.snapshot());
+            this.flushed.flush(this.metrics, &this.route.name, up, down);
+        }
+        std::task::Poll::Pending
     }
 }
 
