@@ -305,9 +305,9 @@ async fn upgrade(
         if n == 0 {
             return Err(closed());
         }
-        // Parsing starts over on each try, so only try when it can change the outcome: on the
-        // first read (a non-HTTP greeting fails right away) and when a line ended; a 1-byte
-        // dribble then costs one parse per line, not one per byte.
+        // Parsing starts over on each try, so try on the first read (a non-HTTP greeting fails
+        // right away) and then only when a line ended: the head can only complete there, and a
+        // malformed line is caught at its end. A 1-byte dribble costs one parse per line.
         if before == 0 || buf[before..].contains(&b'\n') {
             if let Some(len) = check_response(&buf, &accept, protocol, host)? {
                 break len;

@@ -21,11 +21,14 @@ const DEADLINE: Duration = Duration::from_secs(5);
 const QUERY_SECRET: &str = "q-secret-7f3a";
 const HEADER_SECRET: &str = "h-secret-91bc";
 
+/// Builds the response chunks from the request's `Sec-WebSocket-Key`.
+type Reply = Box<dyn FnOnce(&str) -> Vec<Vec<u8>> + Send>;
+
 /// How the fake upstream answers once it has read the request head.
 struct Script {
     /// The response chunks, given the request's `Sec-WebSocket-Key`; each is written (and
     /// flushed) on its own.
-    reply: Box<dyn FnOnce(&str) -> Vec<Vec<u8>> + Send>,
+    reply: Reply,
     /// Sleep between chunks, so they reach guestgate as separate reads.
     pause: Option<Duration>,
     /// Close right after the reply instead of holding the connection until guestgate drops it.
