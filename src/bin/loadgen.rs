@@ -29,6 +29,8 @@ mod procs;
 mod raw;
 #[path = "../../benches/e2e/report.rs"]
 mod report;
+#[path = "../../benches/e2e/scrape.rs"]
+mod scrape;
 #[path = "../../benches/e2e/servers.rs"]
 mod servers;
 #[path = "../../benches/e2e/setups.rs"]
@@ -150,6 +152,10 @@ struct ThroughputArgs {
     /// no WebSocket work, interleaved with the other targets in every round.
     #[arg(long)]
     floor: bool,
+    /// Also measure `guestgate+obs` (right after guestgate in each round): guestgate with
+    /// `--log info` and its `/metrics` scraped every second; prints the cost against "< 3 %".
+    #[arg(long)]
+    observability: bool,
 }
 
 #[derive(Args)]
@@ -170,6 +176,10 @@ struct CyclesArgs {
     /// Also measure the byte-level TCP forwarders (`tcp-copy`, `tcp-splice`).
     #[arg(long)]
     floor: bool,
+    /// Also measure `guestgate+obs` (right after guestgate in each round): guestgate with
+    /// `--log info` and its `/metrics` scraped every second; prints the cost against "< 3 %".
+    #[arg(long)]
+    observability: bool,
 }
 
 #[derive(Args)]
