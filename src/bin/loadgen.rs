@@ -199,6 +199,13 @@ struct SetupsArgs {
     /// The fake's delay before answering each configureSession, in milliseconds.
     #[arg(long, default_value_t = 20)]
     latency_ms: u64,
+    /// Open loop: start this many set-ups per second at fixed intervals, each on its own task
+    /// (latency from the scheduled start), instead of `--concurrency` closed loops; e.g. 500.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Open loop: most set-ups under way at once; starts beyond it are counted as dropped.
+    #[arg(long, default_value_t = 1024)]
+    max_outstanding: usize,
 }
 
 #[derive(Args)]
@@ -269,6 +276,8 @@ async fn setups(a: SetupsArgs) -> Result<(), String> {
         duration: secs(a.duration),
         rounds: a.rounds.max(1),
         latency: std::time::Duration::from_millis(a.latency_ms),
+        rate: a.rate,
+        max_outstanding: a.max_outstanding.max(1),
     })
     .await
 }
