@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use crate::raw::{self, Instrument};
 use crate::load::Sample;
+use crate::raw::{self, Instrument};
 use crate::report::{self, Cell, Target};
 use crate::scrape::{self, Scraper};
 use crate::targets::Targets;

@@ -142,7 +142,10 @@ pub async fn run(s: Settings) -> Result<(), String> {
         gg.pid
     );
     if let Some(rate) = s.rate {
-        let mut rows = [(Via::Fake, Open::default()), (Via::Guestgate, Open::default())];
+        let mut rows = [
+            (Via::Fake, Open::default()),
+            (Via::Guestgate, Open::default()),
+        ];
         for round in 1..=s.rounds {
             for (via, total) in rows.iter_mut() {
                 let (target, pid) = match via {
@@ -373,7 +376,10 @@ async fn open_cell(
         });
     }
     while let Some(joined) = tasks.join_next().await {
-        match joined.map_err(|e| format!("set-up task: {e}")).and_then(|r| r) {
+        match joined
+            .map_err(|e| format!("set-up task: {e}"))
+            .and_then(|r| r)
+        {
             Ok(us) => {
                 open.sample.msgs += 1;
                 open.sample.rtts_us.push(us);
