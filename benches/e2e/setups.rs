@@ -485,3 +485,49 @@ async fn set_up(via: Via, addr: SocketAddr) -> Result<RawClient, String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn fake(delay: Duration) -> guestgate::mock::genesys::FakeGenesysHandle {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        FakeGenesys::start(
+            listener,
+            FakeGenesysConfig {
+                agent_reply: false,
+                rate_limit_per_sec: 0,
+                configure_delay: delay,
+                ..FakeGenesysConfig::default()
+            },
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_loop_starts_on_schedule_and_counts_drops_and_errors() {
+        let delay = Duration::from_millis(50);
+        let fake = fake(delay).await;
+        let window = Duration::from_millis(300);
+        // 100/s for 0.3 s: 30 set-ups, none refused, each at least the fake's delay.
+        let o = open_cell(Via::Fake, fake.addr(), None, 100.0, 1024, window).await;
+        assert_eq!(
+            (o.scheduled, o.errors, o.dropped),
+            (30, 0, 0),
+            "{:?}",
+            o.first_error
+        );
+        assert_eq!(o.sample.msgs, 30);
+        assert!(o.sample.rtts_us.iter().all(|&us| us >= 50_000));
+        // One under way at a time while each takes 50 ms: most starts are dropped, and every
+        // scheduled one is accounted for.
+        let o = open_cell(Via::Fake, fake.addr(), None, 100.0, 1, window).await;
+        assert!(o.dropped >= 15, "{} dropped", o.dropped);
+        assert_eq!(o.sample.msgs + o.dropped + o.errors, 30);
+        fake.shutdown().await;
+        // Nothing listening: every set-up is an error, none ends the cell.
+        let closed = SocketAddr::from(([127, 0, 0, 1], procs::free_port().unwrap()));
+        let o = open_cell(Via::Guestgate, closed, None, 100.0, 1024, window).await;
+        assert_eq!((o.sample.msgs, o.errors), (0, 30));
+        assert!(o.first_error.unwrap().contains("tcp connect"));
+    }
+}
