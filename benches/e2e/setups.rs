@@ -28,6 +28,26 @@ use crate::load::{RawClient, Sample};
 use crate::procs::{self, cpu_secs};
 use crate::raw::{self, op};
 
+/// Distinct error messages an open-loop path keeps for the report.
+const ERROR_KINDS: usize = 4;
+
+impl Open {
+    fn error(&mut self, e: String, n: u64) {
+        self.errors += n;
+        if let Some(kind) = self.error_kinds.iter_mut().find(|(k, _)| *k == e) {
+            kind.1 += n;
+        } else if self.error_kinds.len() < ERROR_KINDS {
+            self.error_kinds.push((e, n));
+        }
+    }
+
+    /// The first error, for tests.
+    #[cfg(test)]
+    fn first_error(&self) -> Option<&str> {
+        self.error_kinds.first().map(|(k, _)| k.as_str())
+    }
+}
+
 /// Longest one set-up may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -69,8 +89,9 @@ struct Open {
     errors: u64,
     /// Set-ups not started because `max_outstanding` were under way.
     dropped: u64,
-    /// The first error, for the report.
-    first_error: Option<String>,
+    /// The distinct error messages (at most [`ERROR_KINDS`]) and how often each came; the
+    /// rest are counted in `errors` only.
+    error_kinds: Vec<(String, u64)>,
     /// Achieved set-ups per second in each round.
     rates: Vec<f64>,
 }
@@ -161,11 +182,12 @@ pub async fn run(s: Settings) -> Result<(), String> {
                 );
                 total.rates.push(achieved);
                 total.scheduled += c.scheduled;
-                total.errors += c.errors;
                 total.dropped += c.dropped;
-                if total.first_error.is_none() {
-                    total.first_error = c.first_error;
+                let counted: u64 = c.error_kinds.iter().map(|(_, n)| n).sum();
+                for (e, n) in c.error_kinds {
+                    total.error(e, n);
                 }
+                total.errors += c.errors - counted;
                 total.sample.msgs += c.sample.msgs;
                 total.sample.secs += c.sample.secs;
                 total.sample.relay_cpu += c.sample.relay_cpu;
@@ -314,8 +336,8 @@ fn print_open(rate: f64, rows: &mut [(Via, Open)]) {
         p99s.push(pct_ms(&s.rtts_us, 0.99));
     }
     for (via, o) in rows.iter() {
-        if let Some(e) = &o.first_error {
-            println!("{via:?}: {} errors, the first: {e}", o.errors);
+        for (e, n) in &o.error_kinds {
+            println!("{via:?}: {n} of {} errors: {e}", o.errors);
         }
     }
     if let [fake, gg] = p99s[..] {
@@ -384,10 +406,7 @@ async fn open_cell(
                 open.sample.msgs += 1;
                 open.sample.rtts_us.push(us);
             }
-            Err(e) => {
-                open.errors += 1;
-                open.first_error.get_or_insert(e);
-            }
+            Err(e) => open.error(e, 1),
         }
     }
     open.sample.secs = start.elapsed().as_secs_f64();
@@ -514,7 +533,7 @@ mod tests {
             (o.scheduled, o.errors, o.dropped),
             (30, 0, 0),
             "{:?}",
-            o.first_error
+            o.first_error()
         );
         assert_eq!(o.sample.msgs, 30);
         assert!(o.sample.rtts_us.iter().all(|&us| us >= 50_000));
@@ -528,6 +547,6 @@ mod tests {
         let closed = SocketAddr::from(([127, 0, 0, 1], procs::free_port().unwrap()));
         let o = open_cell(Via::Guestgate, closed, None, 100.0, 1024, window).await;
         assert_eq!((o.sample.msgs, o.errors), (0, 30));
-        assert!(o.first_error.unwrap().contains("tcp connect"));
+        assert!(o.first_error().unwrap().contains("tcp connect"));
     }
 }
