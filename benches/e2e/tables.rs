@@ -299,8 +299,8 @@ pub fn print_obs(
     let us_obs = format!("us/{unit} obs");
     let us_gg = format!("us/{unit} gg");
     println!(
-        "{:<14} {:>8} {:>12} {:>11} {:>12} {:>10} {:>8}  issue target",
-        "cell", "obs/gg", "(per round)", us_gg, us_obs, "CPU obs/gg", "cost"
+        "{:<14} {:>8} {:>12} {:>11} {:>12} {:>10} {:>9} {:>9}  issue target",
+        "cell", "obs/gg", "(per round)", us_gg, us_obs, "CPU obs/gg", "cost", "CPU cost"
     );
     for &(size, shape) in keys {
         let label = if size == 0 {
@@ -326,32 +326,33 @@ pub fn print_obs(
         let min = per_round.iter().cloned().fold(f64::INFINITY, f64::min);
         let max = per_round.iter().cloned().fold(0.0, f64::max);
         let bound = 1.0 - OBS_COST_LIMIT_PCT / 100.0;
+        let met = |c: f64| if c < OBS_COST_LIMIT_PCT { "met" } else { "NOT met" };
+        let cpu = obs.relay_us_per_msg() / gg.relay_us_per_msg().max(1e-9);
+        let cpu_cost = (cpu - 1.0) * 100.0;
         let mut verdict = format!(
-            "cost < {OBS_COST_LIMIT_PCT:.0} %: {}",
-            if cost < OBS_COST_LIMIT_PCT {
-                "met"
-            } else {
-                "NOT met"
-            }
+            "cost < {OBS_COST_LIMIT_PCT:.0} %: {} in throughput",
+            met(cost)
         );
         if min < bound && max >= bound {
             verdict.push_str(&format!(
                 " (rounds on both sides of {bound:.2}: not resolved at this noise)"
             ));
         }
+        verdict.push_str(&format!(", {} in CPU/{unit}", met(cpu_cost)));
         println!(
-            "{:<14} {:>7.3}x {:>12} {:>11.2} {:>12.2} {:>9.3}x {:>+7.1}%  {verdict}",
+            "{:<14} {:>7.3}x {:>12} {:>11.2} {:>12.2} {:>9.3}x {:>+8.1}% {:>+8.1}%  {verdict}",
             label,
             r,
             format!("{min:.3}..{max:.3}"),
             gg.relay_us_per_msg(),
             obs.relay_us_per_msg(),
-            obs.relay_us_per_msg() / gg.relay_us_per_msg().max(1e-9),
+            cpu,
             cost,
+            cpu_cost,
         );
     }
     println!(
-        "(cost = 1 - obs/gg in throughput; guestgate+obs wrote {log_lines} log lines; /metrics scrapes: {} ok, {} failed, {:.0} KiB read)",
+        "(cost = 1 - obs/gg in throughput, CPU cost = CPU obs/gg - 1; guestgate+obs wrote {log_lines} log lines; /metrics scrapes: {} ok, {} failed, {:.0} KiB read)",
         scrapes.ok,
         scrapes.failed,
         scrapes.bytes as f64 / 1024.0
