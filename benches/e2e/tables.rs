@@ -326,7 +326,13 @@ pub fn print_obs(
         let min = per_round.iter().cloned().fold(f64::INFINITY, f64::min);
         let max = per_round.iter().cloned().fold(0.0, f64::max);
         let bound = 1.0 - OBS_COST_LIMIT_PCT / 100.0;
-        let met = |c: f64| if c < OBS_COST_LIMIT_PCT { "met" } else { "NOT met" };
+        let met = |c: f64| {
+            if c < OBS_COST_LIMIT_PCT {
+                "met"
+            } else {
+                "NOT met"
+            }
+        };
         let cpu = obs.relay_us_per_msg() / gg.relay_us_per_msg().max(1e-9);
         let cpu_cost = (cpu - 1.0) * 100.0;
         let mut verdict = format!(
