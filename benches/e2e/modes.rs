@@ -1,16 +1,43 @@
 //! The measuring modes of `guestgate-loadgen`: `throughput` (every size and load shape through
 //! every target, interleaved per round), `cycles` (connect, one echo, close), `idle` (memory
-//! per idle relayed connection). `setups` lives in `setups.rs`.
+//! per idle relayed connection). `setups` lives in `setups.rs`. With `--observability`,
+//! `throughput` and `cycles` also measure `guestgate+obs` right after plain guestgate in every
+//! round, scraping its `/metrics` during its cells.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::StreamExt;
 
+use crate::load::Sample;
 use crate::raw::{self, Instrument};
 use crate::report::{self, Cell, Target};
+use crate::scrape::{self, Scraper};
 use crate::targets::Targets;
 use crate::{CyclesArgs, IdleArgs, ThroughputArgs, load, nginx, procs, tables};
+
+/// How often `guestgate+obs`'s `/metrics` is scraped during its cells.
+const SCRAPE_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs one cell, `cell`, against `t`; when `t` is `guestgate+obs`, its `/metrics` is scraped
+/// every [`SCRAPE_EVERY`] while the cell runs and the scrapes are added to `stats`.
+async fn observed(
+    targets: &Targets,
+    t: Target,
+    stats: &mut scrape::Stats,
+    cell: impl Future<Output = Result<Sample, String>>,
+) -> Result<Sample, String> {
+    let scraper = match (t, targets.obs_admin()) {
+        (Target::GuestgateObs, Some(admin)) => Some(Scraper::start(admin, SCRAPE_EVERY)),
+        _ => None,
+    };
+    let sample = cell.await;
+    if let Some(scraper) = scraper {
+        stats.add(scraper.stop().await);
+    }
+    sample
+}
 
 /// `s` seconds (negative counts as zero).
 pub fn secs(s: f64) -> Duration {
@@ -22,7 +49,7 @@ pub async fn throughput(a: ThroughputArgs) -> Result<(), String> {
     let instrument = a.inst.instrument;
     raw::set_instrument(instrument);
     let nginx_bin = nginx_binary(a.bin.nginx.as_deref());
-    let cells_per_round = (a.sizes.len() * a.shapes.len() * 6) as f64;
+    let cells_per_round = (a.sizes.len() * a.shapes.len() * 7) as f64;
     let cell_bound = a.warmup + a.duration + 20.0;
     let lifetime = secs(a.rounds as f64 * cells_per_round * cell_bound + 120.0);
     let targets = Targets::start(
@@ -30,17 +57,19 @@ pub async fn throughput(a: ThroughputArgs) -> Result<(), String> {
         a.bin.guestgate_buffer_bytes,
         nginx_bin.as_deref(),
         a.floor,
+        a.observability,
         lifetime,
     )
     .await?;
     let round_targets = targets.round();
     let mut cells: Vec<Cell> = Vec::new();
+    let mut scrapes = scrape::Stats::default();
     for round in 1..=a.rounds {
         for &shape in &a.shapes {
             for &size in &a.sizes {
                 for &t in &round_targets {
                     let label = format!("{} @{}", report::size_label(size), shape.label());
-                    let sample = load::throughput(
+                    let cell = load::throughput(
                         targets.addr(t)?,
                         targets.pid(t),
                         shape.conns,
@@ -49,12 +78,13 @@ pub async fn throughput(a: ThroughputArgs) -> Result<(), String> {
                         secs(a.warmup),
                         secs(a.duration),
                         instrument,
-                    )
-                    .await
-                    .map_err(|e| format!("{} {label}: {e}", t.name()))?;
+                    );
+                    let sample = observed(&targets, t, &mut scrapes, cell)
+                        .await
+                        .map_err(|e| format!("{} {label}: {e}", t.name()))?;
                     let rate = sample.msgs as f64 / sample.secs;
                     eprintln!(
-                        "round {round}/{}  {label:>14}  {:<10}  {rate:>10.0} msg/s",
+                        "round {round}/{}  {label:>14}  {:<13}  {rate:>10.0} msg/s",
                         a.rounds,
                         t.name()
                     );
@@ -73,6 +103,14 @@ pub async fn throughput(a: ThroughputArgs) -> Result<(), String> {
         instrument.name()
     );
     tables::print_throughput(&mut cells, &a.sizes, &a.shapes);
+    if a.observability {
+        let keys: Vec<(usize, report::Shape)> = a
+            .shapes
+            .iter()
+            .flat_map(|&shape| a.sizes.iter().map(move |&size| (size, shape)))
+            .collect();
+        tables::print_obs(&cells, &keys, "msg", &scrapes, targets.obs_log_lines());
+    }
     Ok(())
 }
 
@@ -81,12 +119,13 @@ pub async fn cycles(a: CyclesArgs) -> Result<(), String> {
     let instrument = a.inst.instrument;
     raw::set_instrument(instrument);
     let nginx_bin = nginx_binary(a.bin.nginx.as_deref());
-    let lifetime = secs(a.rounds as f64 * 6.0 * (a.duration + 20.0) + 120.0);
+    let lifetime = secs(a.rounds as f64 * 7.0 * (a.duration + 20.0) + 120.0);
     let targets = Targets::start(
         a.bin.guestgate.as_deref(),
         a.bin.guestgate_buffer_bytes,
         nginx_bin.as_deref(),
         a.floor,
+        a.observability,
         lifetime,
     )
     .await?;
@@ -96,20 +135,22 @@ pub async fn cycles(a: CyclesArgs) -> Result<(), String> {
         window: 1,
     };
     let mut cells: Vec<Cell> = Vec::new();
+    let mut scrapes = scrape::Stats::default();
     for round in 1..=a.rounds {
         for &t in &round_targets {
-            let sample = load::cycles(
+            let cell = load::cycles(
                 targets.addr(t)?,
                 targets.pid(t),
                 a.concurrency,
                 secs(a.duration),
                 instrument,
-            )
-            .await
-            .map_err(|e| format!("{}: {e}", t.name()))?;
+            );
+            let sample = observed(&targets, t, &mut scrapes, cell)
+                .await
+                .map_err(|e| format!("{}: {e}", t.name()))?;
             let rate = sample.msgs as f64 / sample.secs;
             eprintln!(
-                "round {round}/{}  {:<10}  {rate:>8.0} cycles/s",
+                "round {round}/{}  {:<13}  {rate:>8.0} cycles/s",
                 a.rounds,
                 t.name()
             );
@@ -124,6 +165,15 @@ pub async fn cycles(a: CyclesArgs) -> Result<(), String> {
         instrument.name()
     );
     tables::print_cycles(&mut cells);
+    if a.observability {
+        tables::print_obs(
+            &cells,
+            &[(0, shape)],
+            "cycle",
+            &scrapes,
+            targets.obs_log_lines(),
+        );
+    }
     Ok(())
 }
 
@@ -148,6 +198,7 @@ pub async fn idle(a: IdleArgs) -> Result<(), String> {
         a.bin.guestgate.as_deref(),
         a.bin.guestgate_buffer_bytes,
         None,
+        false,
         false,
         Duration::from_secs(900),
     )

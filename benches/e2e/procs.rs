@@ -3,12 +3,26 @@
 //! split, and the process limits the idle test depends on.
 //!
 //! Every child runs under `timeout --foreground`, so it ends by itself even if the harness is
-//! killed, and is stopped by pid (SIGTERM, then SIGKILL) when its handle is dropped.
+//! killed, and is stopped by pid (SIGTERM, then SIGKILL) when its handle is dropped. A
+//! child's standard output goes to /dev/null, or ([`Output::CountLines`]) into a pipe a
+//! harness thread drains, counting the lines (the log lines guestgate wrote).
 
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// Where a child's standard output goes (its standard error is the harness's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// /dev/null.
+    Null,
+    /// A pipe drained by a harness thread that counts the lines and discards them.
+    CountLines,
+}
 
 /// A running child server.
 pub struct Child {
@@ -18,6 +32,8 @@ pub struct Child {
     pub pid: u32,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Lines the child has written to its standard output so far ([`Output::CountLines`]).
+    pub stdout_lines: Option<Arc<AtomicU64>>,
     wrapper: std::process::Child,
 }
 
@@ -36,21 +52,44 @@ pub async fn spawn(
     addr: SocketAddr,
     lifetime: Duration,
 ) -> Result<Child, String> {
-    let wrapper = Command::new("timeout")
+    spawn_with(name, program, args, addr, lifetime, Output::Null).await
+}
+
+/// [`spawn`], with the child's standard output going to `output`.
+pub async fn spawn_with(
+    name: &'static str,
+    program: &Path,
+    args: &[String],
+    addr: SocketAddr,
+    lifetime: Duration,
+    output: Output,
+) -> Result<Child, String> {
+    let mut wrapper = Command::new("timeout")
         .args(["--foreground", "-s", "TERM", "-k", "5"])
         .arg(format!("{}s", lifetime.as_secs().max(1)))
         .arg(program)
         .args(args)
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(match output {
+            Output::Null => Stdio::null(),
+            Output::CountLines => Stdio::piped(),
+        })
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("starting {name} ({}): {e}", program.display()))?;
+    let stdout_lines = wrapper.stdout.take().map(|out| {
+        let lines = Arc::new(AtomicU64::new(0));
+        let counter = lines.clone();
+        // Ends at end of file: when the child (and `timeout`) have exited.
+        std::thread::spawn(move || count_lines(out, &counter));
+        lines
+    });
     let wrapper_pid = wrapper.id();
     let mut child = Child {
         name,
         pid: 0,
         addr,
+        stdout_lines,
         wrapper,
     };
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -80,10 +119,34 @@ pub async fn spawn(
     }
 }
 
+/// Reads `out` to its end, adding the newlines seen to `lines`.
+fn count_lines(mut out: impl Read, lines: &AtomicU64) {
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match out.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                let seen = buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+                lines.fetch_add(seen, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
 impl Child {
     /// The server's resident set size in KiB.
     pub fn rss_kib(&self) -> Result<u64, String> {
         rss_kib(self.pid)
+    }
+
+    /// Lines written to standard output so far (0 unless started with
+    /// [`Output::CountLines`]).
+    pub fn stdout_lines(&self) -> u64 {
+        self.stdout_lines
+            .as_ref()
+            .map_or(0, |l| l.load(Ordering::Relaxed))
     }
 }
 
@@ -274,5 +337,13 @@ mod tests {
         assert_eq!(later.since(t).idle, 95);
         assert_eq!(later.since(t).user, 0);
         assert!(MachineTicks::now().idle > 0);
+    }
+
+    #[test]
+    fn count_lines_counts_newlines_across_reads() {
+        let lines = AtomicU64::new(0);
+        let text = "a\n".repeat(70_000);
+        count_lines(text.as_bytes(), &lines);
+        assert_eq!(lines.load(Ordering::Relaxed), 70_000);
     }
 }

@@ -11,6 +11,10 @@ pub enum Target {
     Direct,
     /// Through the real guestgate binary.
     Guestgate,
+    /// Through a second guestgate started with `--log info` (the per-connection line written
+    /// to a pipe the harness drains) whose `/metrics` the harness scrapes every second:
+    /// `--observability`.
+    GuestgateObs,
     /// Through nginx (one worker, `proxy_pass` with the Upgrade headers).
     Nginx,
     /// Through the naive message-level relay.
@@ -25,9 +29,10 @@ impl Target {
     /// The floor references, run last in each round when asked for.
     pub const FLOOR: [Target; 2] = [Target::TcpCopy, Target::TcpSplice];
     /// Every target, in table order, which is also the order within a round.
-    pub const EVERY: [Target; 6] = [
+    pub const EVERY: [Target; 7] = [
         Target::Direct,
         Target::Guestgate,
+        Target::GuestgateObs,
         Target::Nginx,
         Target::Naive,
         Target::TcpCopy,
@@ -39,6 +44,7 @@ impl Target {
         match self {
             Target::Direct => "direct",
             Target::Guestgate => "guestgate",
+            Target::GuestgateObs => "guestgate+obs",
             Target::Nginx => "nginx",
             Target::Naive => "naive",
             Target::TcpCopy => "tcp-copy",

@@ -1,7 +1,9 @@
 //! Printing the harness's tables: throughput per target, size and shape with guestgate's ratios
-//! against nginx and the naive relay (and the floor), connect cycles, set-ups, idle memory.
+//! against nginx and the naive relay (and the floor), connect cycles, idle memory, and the
+//! cost of observability (`guestgate+obs` over plain guestgate).
 
 use crate::report::{Cell, Shape, Target, find, size_label};
+use crate::scrape;
 
 /// Per-round guestgate/other rate ratios, as "min..max".
 fn round_ratios(gg: &Cell, other: &Cell) -> String {
@@ -51,7 +53,7 @@ fn sort(cells: &mut [Cell]) {
 pub fn print_throughput(cells: &mut [Cell], sizes: &[usize], shapes: &[Shape]) {
     sort(cells);
     println!(
-        "\n{:<14} {:<10} {:>10} {:>8} {:>8} {:>8} {:>7} {:>9} {:>6} {:>6} {:>6} {:>9} {:>6}  msgs/s per round",
+        "\n{:<14} {:<13} {:>10} {:>8} {:>8} {:>8} {:>7} {:>9} {:>6} {:>6} {:>6} {:>9} {:>6}  msgs/s per round",
         "cell",
         "target",
         "msgs/s",
@@ -81,7 +83,7 @@ pub fn print_throughput(cells: &mut [Cell], sizes: &[usize], shapes: &[Shape]) {
                     ),
                 };
                 println!(
-                    "{:<14} {:<10} {:>10.0} {:>8.1} {:>8.2} {:>8.2} {:>7} {:>9} {:>6.0} {:>6.0} {:>6.0} {:>9.0} {:>6.0}  {}",
+                    "{:<14} {:<13} {:>10.0} {:>8.1} {:>8.2} {:>8.2} {:>7} {:>9} {:>6.0} {:>6.0} {:>6.0} {:>9.0} {:>6.0}  {}",
                     cell_label(size, shape),
                     t.name(),
                     c.rate(),
@@ -224,7 +226,7 @@ fn print_floor(cells: &[Cell], sizes: &[usize], shapes: &[Shape]) {
 pub fn print_cycles(cells: &mut [Cell]) {
     sort(cells);
     println!(
-        "\n{:<10} {:>10} {:>9} {:>9} {:>7} {:>13}  cycles/s per round",
+        "\n{:<13} {:>10} {:>9} {:>9} {:>7} {:>13}  cycles/s per round",
         "target", "cycles/s", "p50 ms", "p99 ms", "relay%", "relay us/cyc"
     );
     let of = |t| cells.iter().find(|c| c.target == t);
@@ -238,7 +240,7 @@ pub fn print_cycles(cells: &mut [Cell]) {
             ),
         };
         println!(
-            "{:<10} {:>10.0} {:>9.2} {:>9.2} {:>7} {:>13}  {}",
+            "{:<13} {:>10.0} {:>9.2} {:>9.2} {:>7} {:>13}  {}",
             t.name(),
             c.rate(),
             c.pct_ms(0.50),
@@ -275,6 +277,94 @@ pub fn print_cycles(cells: &mut [Cell]) {
             "floor: guestgate/tcp-splice {:.2}x",
             gg.rate() / splice.rate().max(1e-9),
         );
+    }
+}
+
+/// The issue's bound on the cost of metrics and logging: under 3 % of throughput.
+const OBS_COST_LIMIT_PCT: f64 = 3.0;
+
+/// Prints the cost of observability per cell (`keys`: size and shape of each): `guestgate+obs`
+/// rate over plain guestgate's with its per-round range, both relays' CPU per `unit` (message
+/// or cycle), and the verdict against "cost < 3 %"; then the scrapes and log lines behind it.
+pub fn print_obs(
+    cells: &[Cell],
+    keys: &[(usize, Shape)],
+    unit: &str,
+    scrapes: &scrape::Stats,
+    log_lines: u64,
+) {
+    println!(
+        "\nobservability cost: guestgate+obs (--log info, /metrics scraped every 1 s) vs guestgate (--log warn, not scraped)"
+    );
+    let us_obs = format!("us/{unit} obs");
+    let us_gg = format!("us/{unit} gg");
+    println!(
+        "{:<14} {:>8} {:>12} {:>11} {:>12} {:>10} {:>9} {:>9}  issue target",
+        "cell", "obs/gg", "(per round)", us_gg, us_obs, "CPU obs/gg", "cost", "CPU cost"
+    );
+    for &(size, shape) in keys {
+        let label = if size == 0 {
+            format!("cycles @{}", shape.conns)
+        } else {
+            format!("{} @{}", size_label(size), shape.label())
+        };
+        let ok = |c: &&Cell| c.msgs() >= MIN_MSGS;
+        let gg = find(cells, Target::Guestgate, size, shape).filter(ok);
+        let obs = find(cells, Target::GuestgateObs, size, shape).filter(ok);
+        let (Some(gg), Some(obs)) = (gg, obs) else {
+            println!("{label:<14} {:>8}  (too few round trips to compare)", "-");
+            continue;
+        };
+        let r = obs.rate() / gg.rate().max(1e-9);
+        let cost = (1.0 - r) * 100.0;
+        let per_round: Vec<f64> = obs
+            .rates
+            .iter()
+            .zip(&gg.rates)
+            .map(|(o, g)| o / g.max(1e-9))
+            .collect();
+        let min = per_round.iter().cloned().fold(f64::INFINITY, f64::min);
+        let max = per_round.iter().cloned().fold(0.0, f64::max);
+        let bound = 1.0 - OBS_COST_LIMIT_PCT / 100.0;
+        let met = |c: f64| {
+            if c < OBS_COST_LIMIT_PCT {
+                "met"
+            } else {
+                "NOT met"
+            }
+        };
+        let cpu = obs.relay_us_per_msg() / gg.relay_us_per_msg().max(1e-9);
+        let cpu_cost = (cpu - 1.0) * 100.0;
+        let mut verdict = format!(
+            "cost < {OBS_COST_LIMIT_PCT:.0} %: {} in throughput",
+            met(cost)
+        );
+        if min < bound && max >= bound {
+            verdict.push_str(&format!(
+                " (rounds on both sides of {bound:.2}: not resolved at this noise)"
+            ));
+        }
+        verdict.push_str(&format!(", {} in CPU/{unit}", met(cpu_cost)));
+        println!(
+            "{:<14} {:>7.3}x {:>12} {:>11.2} {:>12.2} {:>9.3}x {:>+8.1}% {:>+8.1}%  {verdict}",
+            label,
+            r,
+            format!("{min:.3}..{max:.3}"),
+            gg.relay_us_per_msg(),
+            obs.relay_us_per_msg(),
+            cpu,
+            cost,
+            cpu_cost,
+        );
+    }
+    println!(
+        "(cost = 1 - obs/gg in throughput, CPU cost = CPU obs/gg - 1; guestgate+obs wrote {log_lines} log lines; /metrics scrapes: {} ok, {} failed, {:.0} KiB read)",
+        scrapes.ok,
+        scrapes.failed,
+        scrapes.bytes as f64 / 1024.0
+    );
+    if let Some(e) = &scrapes.first_failure {
+        println!("first failed scrape: {e}");
     }
 }
 

@@ -21,6 +21,9 @@ pub struct Targets {
     pub echo: SocketAddr,
     /// The guestgate child.
     pub guestgate: procs::Child,
+    /// The `guestgate+obs` child (`--log info`, stdout lines counted) and its admin listener,
+    /// when asked for.
+    pub guestgate_obs: Option<(procs::Child, SocketAddr)>,
     /// The naive relay child.
     pub naive: procs::Child,
     /// nginx, when a binary was found.
@@ -33,12 +36,14 @@ impl Targets {
     /// Starts the echo upstream and both relays, and the two floor forwarders if `floor`
     /// (each child lives at most `lifetime`), and nginx from the binary `nginx` if given.
     /// `guestgate` overrides the binary measured (default: next to this one); `buffer_bytes`
-    /// runs it from a generated config with that `relay.buffer_bytes`.
+    /// runs it from a generated config with that `relay.buffer_bytes`. `observability` starts
+    /// a second guestgate, the `guestgate+obs` target.
     pub async fn start(
         guestgate: Option<&Path>,
         buffer_bytes: Option<usize>,
         nginx: Option<&Path>,
         floor: bool,
+        observability: bool,
         lifetime: Duration,
     ) -> Result<Self, String> {
         let me = std::env::current_exe().map_err(|e| format!("locating this binary: {e}"))?;
@@ -58,38 +63,23 @@ impl Targets {
         let echo = listener.local_addr().map_err(|e| e.to_string())?;
         tokio::spawn(echo::serve(listener));
         let upstream = format!("ws://{echo}/");
-        let mut config_file = String::new();
-        let gg_addr = SocketAddr::from(([127, 0, 0, 1], procs::free_port()?));
-        let gg_args = match buffer_bytes {
-            None => vec!["serve", "--upstream", &upstream],
-            Some(bytes) => {
-                let path = std::env::temp_dir()
-                    .join(format!("guestgate-loadgen-{}.toml", std::process::id()));
-                let toml = format!(
-                    "[[routes]]\npath = \"/\"\nupstream = \"{upstream}\"\n\n\
-                     [routes.relay]\nbuffer_bytes = {bytes}\n"
-                );
-                std::fs::write(&path, toml)
-                    .map_err(|e| format!("writing {}: {e}", path.display()))?;
-                config_file = path.to_string_lossy().into_owned();
-                vec!["serve", "--config", &config_file]
-            }
+        let guestgate = spawn_guestgate(&gg_bin, &upstream, buffer_bytes, None, lifetime).await?;
+        let guestgate_obs = if observability {
+            let admin = SocketAddr::from(([127, 0, 0, 1], procs::free_port()?));
+            let child =
+                spawn_guestgate(&gg_bin, &upstream, buffer_bytes, Some(admin), lifetime).await?;
+            // Fail now, not in the middle of a run, if the admin listener does not answer.
+            crate::scrape::scrape(admin)
+                .await
+                .map_err(|e| format!("guestgate+obs: scraping http://{admin}/metrics: {e}"))?;
+            eprintln!(
+                "guestgate+obs pid {} on {} (--log info, stdout drained by the harness; /metrics on {admin} scraped every second during its cells)",
+                child.pid, child.addr
+            );
+            Some((child, admin))
+        } else {
+            None
         };
-        let gg_addr_text = gg_addr.to_string();
-        let rest = [
-            "--listen",
-            &gg_addr_text,
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--log",
-            "warn",
-        ];
-        let gg_args: Vec<String> = gg_args.iter().chain(&rest).map(|s| s.to_string()).collect();
-        let guestgate = procs::spawn("guestgate", &gg_bin, &gg_args, gg_addr, lifetime).await;
-        if buffer_bytes.is_some() {
-            let _ = std::fs::remove_file(&config_file);
-        }
-        let guestgate = guestgate?;
         let nv_addr = SocketAddr::from(([127, 0, 0, 1], procs::free_port()?));
         let nv_args = [
             "naive-relay",
@@ -102,8 +92,8 @@ impl Targets {
         let nv_args: Vec<String> = nv_args.iter().map(|s| s.to_string()).collect();
         let naive = procs::spawn("naive relay", &me, &nv_args, nv_addr, lifetime).await?;
         eprintln!(
-            "echo upstream {echo} (in process); guestgate pid {} on {gg_addr}; naive relay pid {} on {nv_addr}",
-            guestgate.pid, naive.pid
+            "echo upstream {echo} (in process); guestgate pid {} on {}; naive relay pid {} on {nv_addr}",
+            guestgate.pid, guestgate.addr, naive.pid
         );
         let nginx = match nginx {
             Some(bin) => {
@@ -134,6 +124,7 @@ impl Targets {
         Ok(Self {
             echo,
             guestgate,
+            guestgate_obs,
             naive,
             nginx,
             floor,
@@ -145,6 +136,7 @@ impl Targets {
             Target::Direct => None,
             Target::Nginx => self.nginx.as_ref().map(|n| &n.child),
             Target::Guestgate => Some(&self.guestgate),
+            Target::GuestgateObs => self.guestgate_obs.as_ref().map(|(c, _)| c),
             Target::Naive => Some(&self.naive),
             Target::TcpCopy => self.floor.as_ref().map(|f| &f[0]),
             Target::TcpSplice => self.floor.as_ref().map(|f| &f[1]),
@@ -160,8 +152,20 @@ impl Targets {
         }
     }
 
-    /// The targets of one round, in order: direct, guestgate, nginx (if running), naive, then
-    /// the floor forwarders (if running).
+    /// The admin listener of `guestgate+obs`, when it runs.
+    pub fn obs_admin(&self) -> Option<SocketAddr> {
+        self.guestgate_obs.as_ref().map(|(_, a)| *a)
+    }
+
+    /// Log lines `guestgate+obs` has written so far (0 when it does not run).
+    pub fn obs_log_lines(&self) -> u64 {
+        self.guestgate_obs
+            .as_ref()
+            .map_or(0, |(c, _)| c.stdout_lines())
+    }
+
+    /// The targets of one round, in order: direct, guestgate, guestgate+obs (if running),
+    /// nginx (if running), naive, then the floor forwarders (if running).
     pub fn round(&self) -> Vec<Target> {
         Target::EVERY
             .into_iter()
@@ -179,6 +183,56 @@ impl Targets {
                 .ok_or_else(|| format!("{} was not started", t.name())),
         }
     }
+}
+
+/// Starts guestgate in front of the echo at `upstream`: `serve --upstream` (or a generated
+/// config with `relay.buffer_bytes`). Plain (`obs_admin` `None`): `--log warn`, admin on an
+/// ephemeral port, stdout to /dev/null. Observed (`obs_admin` given): `--log info`, so the
+/// per-connection line is formatted and written, into a pipe the harness drains and counts;
+/// admin on `obs_admin`.
+async fn spawn_guestgate(
+    gg_bin: &Path,
+    upstream: &str,
+    buffer_bytes: Option<usize>,
+    obs_admin: Option<SocketAddr>,
+    lifetime: Duration,
+) -> Result<procs::Child, String> {
+    let mut config_file = String::new();
+    let gg_addr = SocketAddr::from(([127, 0, 0, 1], procs::free_port()?));
+    let gg_args = match buffer_bytes {
+        None => vec!["serve", "--upstream", upstream],
+        Some(bytes) => {
+            let path =
+                std::env::temp_dir().join(format!("guestgate-loadgen-{}.toml", std::process::id()));
+            let toml = format!(
+                "[[routes]]\npath = \"/\"\nupstream = \"{upstream}\"\n\n\
+                 [routes.relay]\nbuffer_bytes = {bytes}\n"
+            );
+            std::fs::write(&path, toml).map_err(|e| format!("writing {}: {e}", path.display()))?;
+            config_file = path.to_string_lossy().into_owned();
+            vec!["serve", "--config", &config_file]
+        }
+    };
+    let gg_addr_text = gg_addr.to_string();
+    let admin = obs_admin.map_or("127.0.0.1:0".to_string(), |a| a.to_string());
+    let (log, output, name) = match obs_admin {
+        None => ("warn", procs::Output::Null, "guestgate"),
+        Some(_) => ("info", procs::Output::CountLines, "guestgate+obs"),
+    };
+    let rest = [
+        "--listen",
+        &gg_addr_text,
+        "--admin-listen",
+        &admin,
+        "--log",
+        log,
+    ];
+    let gg_args: Vec<String> = gg_args.iter().chain(&rest).map(|s| s.to_string()).collect();
+    let child = procs::spawn_with(name, gg_bin, &gg_args, gg_addr, lifetime, output).await;
+    if buffer_bytes.is_some() {
+        let _ = std::fs::remove_file(&config_file);
+    }
+    child
 }
 
 /// Starts this binary's `tcp-forward` mode in front of the echo at `echo`.

@@ -29,6 +29,8 @@ mod procs;
 mod raw;
 #[path = "../../benches/e2e/report.rs"]
 mod report;
+#[path = "../../benches/e2e/scrape.rs"]
+mod scrape;
 #[path = "../../benches/e2e/servers.rs"]
 mod servers;
 #[path = "../../benches/e2e/setups.rs"]
@@ -150,6 +152,10 @@ struct ThroughputArgs {
     /// no WebSocket work, interleaved with the other targets in every round.
     #[arg(long)]
     floor: bool,
+    /// Also measure `guestgate+obs` (right after guestgate in each round): guestgate with
+    /// `--log info` and its `/metrics` scraped every second; prints the cost against "< 3 %".
+    #[arg(long)]
+    observability: bool,
 }
 
 #[derive(Args)]
@@ -170,6 +176,10 @@ struct CyclesArgs {
     /// Also measure the byte-level TCP forwarders (`tcp-copy`, `tcp-splice`).
     #[arg(long)]
     floor: bool,
+    /// Also measure `guestgate+obs` (right after guestgate in each round): guestgate with
+    /// `--log info` and its `/metrics` scraped every second; prints the cost against "< 3 %".
+    #[arg(long)]
+    observability: bool,
 }
 
 #[derive(Args)]
@@ -189,6 +199,13 @@ struct SetupsArgs {
     /// The fake's delay before answering each configureSession, in milliseconds.
     #[arg(long, default_value_t = 20)]
     latency_ms: u64,
+    /// Open loop: start this many set-ups per second at fixed intervals, each on its own task
+    /// (latency from the scheduled start), instead of `--concurrency` closed loops; e.g. 500.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Open loop: most set-ups under way at once; starts beyond it are counted as dropped.
+    #[arg(long, default_value_t = 1024)]
+    max_outstanding: usize,
 }
 
 #[derive(Args)]
@@ -259,6 +276,8 @@ async fn setups(a: SetupsArgs) -> Result<(), String> {
         duration: secs(a.duration),
         rounds: a.rounds.max(1),
         latency: std::time::Duration::from_millis(a.latency_ms),
+        rate: a.rate,
+        max_outstanding: a.max_outstanding.max(1),
     })
     .await
 }
