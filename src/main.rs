@@ -83,16 +83,33 @@ enum Command {
     },
 }
 
-fn init_logging(format: LogFormat, filter: &str) {
+/// Logs to stdout through a writer thread: workers format a line and hand it over instead of
+/// writing it themselves (a write to a pipe or a terminal can block). Nothing is dropped: when
+/// the writer falls behind by 128k lines, loggers wait. Escape codes only on a terminal. The
+/// returned guard flushes what is left when dropped at exit.
+fn init_logging(format: LogFormat, filter: &str) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("guestgate-log")
+        // Buffered: the writer thread writes what queued up in one go and flushes whenever the
+        // queue runs empty, so a line never waits longer than the lines before it.
+        .finish(std::io::BufWriter::with_capacity(
+            64 << 10,
+            std::io::stdout(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    guard
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -113,7 +130,7 @@ async fn termination() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log);
+    let _log_writer = init_logging(cli.log_format, &cli.log);
     let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
     runtime.block_on(async move {
         match cli.command {

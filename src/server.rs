@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, error, info, info_span, warn};
+use tracing::{Instrument, debug, debug_span, error, info, warn};
 
 use crate::close_code;
 use crate::config::ServerConfig;
@@ -199,7 +199,9 @@ pub async fn run(
             }
         };
         let id = gateway.next_id.fetch_add(1, Ordering::Relaxed);
-        let span = info_span!("conn", id);
+        // A debug-level span: entered and left on every poll of the connection task, it costs
+        // about as much as the connection's own log line, so it is there when debugging only.
+        let span = debug_span!("conn", id);
         let (gateway, stop, hard_stop, aborted) = (
             gateway.clone(),
             stop.clone(),
