@@ -41,18 +41,49 @@ const MEDIATOR_BUFFER: usize = 64 << 10;
 
 /// Runs one upgraded browser connection to its end. `setup_slot` is held while the upstream
 /// session is being set up (the route's cap on concurrent set-ups) and released before relaying.
-pub async fn run<S>(
+/// Not an `async fn`: its arguments would be kept twice in the future (rust-lang/rust#62958).
+pub fn run<'a, S>(
+    browser: Leg<S>,
+    request: BrowserRequest,
+    route: &'a Route,
+    setup_slot: SetupGuard,
+    shutdown: &'a CancellationToken,
+    metrics: &'a Metrics,
+) -> impl Future<Output = ()> + 'a
+where
+    S: relay::Transport,
+{
+    async move {
+        let open = metrics.open_connection(&route.name);
+        let started = Instant::now();
+        // Boxed: the set-up's state (first frame, upstream connect, errors, greeting) is large
+        // and short-lived; the task keeps room only for the relay that follows it.
+        let set_up = Box::pin(set_up(
+            browser, request, route, setup_slot, shutdown, metrics, started,
+        ));
+        let Some((browser, established)) = set_up.await else {
+            return;
+        };
+        relay_phase(browser, established, route, shutdown, metrics, started).await;
+        drop(open);
+    }
+}
+
+/// Everything before the relay: the first frame when the page announced one, the upstream
+/// session (cancelled if the browser leaves), the outcome's metrics and close code, the
+/// greeting. `None` when the connection ended here.
+async fn set_up<S>(
     mut browser: Leg<S>,
     mut request: BrowserRequest,
     route: &Route,
     setup_slot: SetupGuard,
     shutdown: &CancellationToken,
     metrics: &Metrics,
-) where
+    started: Instant,
+) -> Option<(Leg<S>, setup::Established)>
+where
     S: relay::Transport,
 {
-    let _open = metrics.open_connection(&route.name);
-    let started = Instant::now();
     let resume_frame = route
         .resume
         .as_ref()
@@ -76,7 +107,7 @@ pub async fn run<S>(
             Err(FirstFrameError::Closed) => {
                 metrics.observe_session_setup(&route.name, "browser_gone", started.elapsed());
                 metrics.connection_finished(&route.name, "browser_gone");
-                return;
+                return None;
             }
             Err(e) => {
                 debug!(route = %route.name, error = %e, "no resume frame where the page announced one");
@@ -85,7 +116,7 @@ pub async fn run<S>(
                 metrics.connection_finished(&route.name, "rejected");
                 metrics.record_close(&route.name, "guestgate", Some(code.code));
                 Box::pin(reject(browser, code, route)).await;
-                return;
+                return None;
             }
         }
     }
@@ -94,10 +125,9 @@ pub async fn run<S>(
         _ = shutdown.cancelled() => {
             Box::pin(reject(browser, close_code::GOING_AWAY, route)).await;
             metrics.connection_finished(&route.name, "shutdown");
-            return;
+            return None;
         }
-        // Boxed: the set-up state is large and short-lived; the task should not keep room
-        // for it while it relays.
+        // Boxed: the upstream set-up's state is only needed until it is done.
         result = unless_browser_leaves(&mut browser, Box::pin(setup::establish(route, &request, metrics))) => result,
     };
     drop(setup_slot);
@@ -107,7 +137,7 @@ pub async fn run<S>(
         metrics.observe_session_setup(&route.name, "browser_gone", started.elapsed());
         metrics.connection_finished(&route.name, "browser_gone");
         metrics.record_close(&route.name, "browser", None);
-        return;
+        return None;
     };
     let established = match established {
         Ok(established) => established,
@@ -126,7 +156,7 @@ pub async fn run<S>(
             metrics.connection_finished(&route.name, outcome);
             metrics.record_close(&route.name, "guestgate", Some(code.code));
             Box::pin(reject(browser, code, route)).await;
-            return;
+            return None;
         }
     };
     metrics.observe_session_setup(&route.name, "relayed", started.elapsed());
@@ -134,8 +164,23 @@ pub async fn run<S>(
         && send_greeting(&mut browser.io, greeting).await.is_err()
     {
         metrics.connection_finished(&route.name, "relayed");
-        return;
+        return None;
     }
+    Some((browser, established))
+}
+
+/// Relays an established session to its end, publishing its traffic while it lasts, and
+/// records how it ended.
+async fn relay_phase<S>(
+    browser: Leg<S>,
+    established: setup::Established,
+    route: &Route,
+    shutdown: &CancellationToken,
+    metrics: &Metrics,
+    started: Instant,
+) where
+    S: relay::Transport,
+{
     let live = (
         Arc::new(LiveStats::default()),
         Arc::new(LiveStats::default()),

@@ -212,8 +212,8 @@ pub async fn idle(a: IdleArgs) -> Result<(), String> {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let before = child.rss_kib()?;
         let first = a.connections / 5;
-        let mut held =
-            open_idle(child.addr, first, a.open_concurrency, &payload, instrument).await?;
+        let echo = (!a.handshake_only).then_some(&payload);
+        let mut held = open_idle(child.addr, first, a.open_concurrency, echo, instrument).await?;
         tokio::time::sleep(secs(a.settle)).await;
         let at_first = child.rss_kib()?;
         held.extend(
@@ -221,7 +221,7 @@ pub async fn idle(a: IdleArgs) -> Result<(), String> {
                 child.addr,
                 a.connections - first,
                 a.open_concurrency,
-                &payload,
+                echo,
                 instrument,
             )
             .await?,
@@ -247,8 +247,13 @@ pub async fn idle(a: IdleArgs) -> Result<(), String> {
             .collect::<Vec<()>>()
             .await;
     }
+    let shape = if a.handshake_only {
+        "silent from the upgrade on"
+    } else {
+        "one 64 B echo each, then silent"
+    };
     println!(
-        "\nidle memory: {} idle WebSocket connections through each relay (one 64 B echo each, then silent), instrument: {}",
+        "\nidle memory: {} idle WebSocket connections through each relay ({shape}), instrument: {}",
         a.connections,
         instrument.name()
     );
@@ -256,18 +261,21 @@ pub async fn idle(a: IdleArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Opens `n` connections through `addr`, each checked with one echo, and keeps them open.
+/// Opens `n` connections through `addr`, each checked with one echo of `echo` when given,
+/// and keeps them open.
 async fn open_idle(
     addr: SocketAddr,
     n: usize,
     concurrency: usize,
-    payload: &bytes::Bytes,
+    echo: Option<&bytes::Bytes>,
     instrument: Instrument,
 ) -> Result<Vec<load::Client>, String> {
     let opened: Vec<Result<load::Client, String>> = futures::stream::iter(0..n)
         .map(|_| async move {
             let mut client = load::Client::open(addr, instrument).await?;
-            client.echo_once(payload).await?;
+            if let Some(payload) = echo {
+                client.echo_once(payload).await?;
+            }
             Ok(client)
         })
         .buffer_unordered(concurrency.max(1))

@@ -223,6 +223,10 @@ struct IdleArgs {
     /// Connections opened concurrently.
     #[arg(long, default_value_t = 64)]
     open_concurrency: usize,
+    /// Leave each connection silent right after its upgrade (no echo): the handshake-only
+    /// reading. The relays then hold connections that never carried a message.
+    #[arg(long)]
+    handshake_only: bool,
 }
 
 fn main() -> ExitCode {
