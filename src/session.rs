@@ -42,6 +42,7 @@ const MEDIATOR_BUFFER: usize = 64 << 10;
 /// Runs one upgraded browser connection to its end. `setup_slot` is held while the upstream
 /// session is being set up (the route's cap on concurrent set-ups) and released before relaying.
 /// Not an `async fn`: its arguments would be kept twice in the future (rust-lang/rust#62958).
+#[allow(clippy::manual_async_fn)] // on purpose, see above
 pub fn run<'a, S>(
     browser: Leg<S>,
     request: BrowserRequest,
