@@ -43,6 +43,23 @@ pub enum TlsSetupError {
     Tls(#[from] rustls::Error),
 }
 
+/// The system's root certificates, read once per process: every route and HTTP client that
+/// builds a root store shares them (reading and decoding the system bundle is most of the
+/// cost of building one).
+fn native_roots() -> &'static [CertificateDer<'static>] {
+    static NATIVE: std::sync::OnceLock<Vec<CertificateDer<'static>>> = std::sync::OnceLock::new();
+    NATIVE.get_or_init(|| {
+        let native = rustls_native_certs::load_native_certs();
+        if !native.errors.is_empty() {
+            tracing::debug!(
+                errors = native.errors.len(),
+                "some system root certificates could not be loaded; using the rest"
+            );
+        }
+        native.certs
+    })
+}
+
 /// The roots guestgate trusts for upstream TLS: webpki's bundled roots, the system's roots
 /// (unreadable system certificates are skipped, since the bundled set still applies), and
 /// every certificate in `extra_ca` (a PEM file), which must all be valid.
@@ -51,14 +68,7 @@ pub fn root_store(extra_ca: Option<&Path>) -> Result<rustls::RootCertStore, TlsS
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
 
-    let native = rustls_native_certs::load_native_certs();
-    if !native.errors.is_empty() {
-        tracing::debug!(
-            errors = native.errors.len(),
-            "some system root certificates could not be loaded; using the rest"
-        );
-    }
-    let (added, ignored) = roots.add_parsable_certificates(native.certs);
+    let (added, ignored) = roots.add_parsable_certificates(native_roots().iter().cloned());
     tracing::debug!(added, ignored, "loaded system root certificates");
 
     if let Some(path) = extra_ca {
