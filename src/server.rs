@@ -1,6 +1,6 @@
 //! The browser listener: a bounded accept loop, one task per connection that reads its one
-//! request head (`http1`) and upgrades it or answers it, and the two-phase shutdown (close 1001 to every relay, wait for the grace
-//! period, then cut the rest).
+//! request head (`http1`) and upgrades it or answers it, and the two-phase shutdown (close
+//! 1001 to every relay, wait for the grace period, then cut the rest).
 
 use std::future::Future;
 use std::net::SocketAddr;
