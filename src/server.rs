@@ -200,7 +200,8 @@ pub async fn run(
         };
         let id = gateway.next_id.fetch_add(1, Ordering::Relaxed);
         // A debug-level span: entered and left on every poll of the connection task, it costs
-        // about as much as the connection's own log line, so it is there when debugging only.
+        // about as much as the connection's own log line, so it is there when debugging only;
+        // the lines logged at info and above name the connection with a `conn` field instead.
         let span = debug_span!("conn", id);
         let (gateway, stop, hard_stop, aborted) = (
             gateway.clone(),
@@ -215,7 +216,7 @@ pub async fn run(
                 gateway.open_connections.fetch_add(1, Ordering::Relaxed);
                 // A bug in one connection must not leak its slot or vanish unlogged; the
                 // session's own panics are caught closer in (to send 1011), this is the rest.
-                let serve = AssertUnwindSafe(serve_connection(tcp, peer, &gateway, &stop));
+                let serve = AssertUnwindSafe(serve_connection(tcp, peer, id, &gateway, &stop));
                 tokio::select! {
                     served = serve.catch_unwind() => if let Err(panic) = served {
                         gateway.connection_panics.fetch_add(1, Ordering::Relaxed);
@@ -293,6 +294,7 @@ enum Answer {
 async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
+    conn: u64,
     gateway: &Arc<Gateway>,
     stop: &CancellationToken,
 ) {
@@ -300,7 +302,7 @@ async fn serve_connection(
     // Each variant is boxed so the task keeps room only for the one it runs (the TLS state is
     // large, and a plain connection should not pay for it).
     let Some(acceptor) = &gateway.tls else {
-        return Box::pin(serve_http(tcp, peer, gateway, stop)).await;
+        return Box::pin(serve_http(tcp, peer, conn, gateway, stop)).await;
     };
     let handshake = Box::pin(tokio::time::timeout(
         gateway.settings.handshake_timeout,
@@ -311,7 +313,7 @@ async fn serve_connection(
         accepted = handshake => accepted,
     };
     match accepted {
-        Ok(Ok(tls)) => Box::pin(serve_http(Box::new(tls), peer, gateway, stop)).await,
+        Ok(Ok(tls)) => Box::pin(serve_http(Box::new(tls), peer, conn, gateway, stop)).await,
         Ok(Err(e)) => debug!(%peer, error = %e, "browser tls handshake failed"),
         Err(_) => debug!(%peer, "browser tls handshake timed out"),
     }
@@ -319,13 +321,18 @@ async fn serve_connection(
 
 /// Reads the browser's one request and answers it; an upgrade runs the session in the same
 /// task.
-async fn serve_http<S>(io: S, peer: SocketAddr, gateway: &Arc<Gateway>, stop: &CancellationToken)
-where
+async fn serve_http<S>(
+    io: S,
+    peer: SocketAddr,
+    conn: u64,
+    gateway: &Arc<Gateway>,
+    stop: &CancellationToken,
+) where
     S: crate::relay::Transport,
 {
     // Boxed: the request head and the handshake's timer are needed once, not kept in the task
     // for the life of the relay.
-    let Some((browser, upgrade)) = Box::pin(upgrade_or_answer(io, peer, gateway, stop)).await
+    let Some((browser, upgrade)) = Box::pin(upgrade_or_answer(io, peer, conn, gateway, stop)).await
     else {
         return;
     };
@@ -367,6 +374,7 @@ where
 async fn upgrade_or_answer<S>(
     mut io: S,
     peer: SocketAddr,
+    conn: u64,
     gateway: &Gateway,
     stop: &CancellationToken,
 ) -> Option<(Leg<S>, Upgrade)>
@@ -393,7 +401,7 @@ where
             return None;
         }
     };
-    let (upgrade, switching_protocols) = match handle(&head, peer, gateway) {
+    let (upgrade, switching_protocols) = match handle(&head, peer, conn, gateway) {
         Answer::Upgrade(upgrade, switching_protocols) => (upgrade, switching_protocols),
         Answer::Respond(response) => {
             let answer = http1::respond_and_close(&mut io, response);
@@ -431,7 +439,7 @@ async fn close_after_panic(spare: Option<socket2::Socket>, route: &Route) {
 }
 
 /// Answers one HTTP request on the browser listener: route, upgrade checks, edge policy.
-fn handle(head: &http1::Head, peer: SocketAddr, gateway: &Gateway) -> Answer {
+fn handle(head: &http1::Head, peer: SocketAddr, conn: u64, gateway: &Gateway) -> Answer {
     let req = &head.request;
     if let Some(response) = static_asset(req, gateway) {
         return Answer::Respond(response);
@@ -486,6 +494,7 @@ fn handle(head: &http1::Head, peer: SocketAddr, gateway: &Gateway) -> Answer {
             subprotocol,
             resume_ticket: None,
             sign_in: None,
+            conn,
         },
     };
     Answer::Upgrade(upgrade, switching_protocols)

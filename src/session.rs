@@ -57,6 +57,7 @@ where
     async move {
         let open = metrics.open_connection(&route.name);
         let started = Instant::now();
+        let conn = request.conn;
         // Boxed: the set-up's state (first frame, upstream connect, errors, greeting) is large
         // and short-lived; the task keeps room only for the relay that follows it.
         let set_up = Box::pin(set_up(
@@ -65,7 +66,16 @@ where
         let Some((browser, established)) = set_up.await else {
             return;
         };
-        relay_phase(browser, established, route, shutdown, metrics, started).await;
+        relay_phase(
+            browser,
+            established,
+            route,
+            shutdown,
+            metrics,
+            started,
+            conn,
+        )
+        .await;
         drop(open);
     }
 }
@@ -149,7 +159,7 @@ where
                 debug!(route = %route.name, error = %e, close_code = code.code, "browser request refused during set-up");
                 "rejected"
             } else {
-                warn!(route = %route.name, error = %e, close_code = code.code, "upstream session set-up failed");
+                warn!(conn = request.conn, route = %route.name, error = %e, close_code = code.code, "upstream session set-up failed");
                 metrics.upstream_failed(&route.name, e.kind());
                 "upstream_failed"
             };
@@ -179,6 +189,7 @@ async fn relay_phase<S>(
     shutdown: &CancellationToken,
     metrics: &Metrics,
     started: Instant,
+    conn: u64,
 ) where
     S: relay::Transport,
 {
@@ -237,6 +248,7 @@ async fn relay_phase<S>(
     );
     record(metrics, &route.name, &report);
     info!(
+        conn,
         route = %route.name,
         duration_ms = started.elapsed().as_millis() as u64,
         closer = report.closer().as_str(),

@@ -121,6 +121,8 @@ pub struct BrowserRequest {
     /// A sign-in the browser presented in its first frame (`?signin=first-frame`), for routes
     /// with signed-in customers.
     pub sign_in: Option<crate::auth::sign_in_code::SignInCode>,
+    /// The connection's id (the `conn` field of its log lines).
+    pub conn: u64,
 }
 
 impl BrowserRequest {

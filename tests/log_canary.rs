@@ -151,6 +151,12 @@ fn session_token_appears_in_no_log_line_metric_or_browser_byte() {
         logs.contains("connection ended"),
         "logs were captured:\n{logs}"
     );
+    for line in logs.lines().filter(|l| l.contains("connection ended")) {
+        assert!(
+            common::strip_ansi(line).contains(" conn="),
+            "the ended line names its connection: {line}"
+        );
+    }
     for (what, text) in [
         ("logs", &logs),
         ("browser", &browser_saw),
