@@ -46,6 +46,17 @@ pub struct Sample {
     pub machine: crate::procs::MachineTicks,
 }
 
+impl Sample {
+    /// Adds another window's round trips, time, latencies and relay CPU to this one (the
+    /// per-window machine and own-CPU readings are not summed).
+    pub fn absorb(&mut self, other: Sample) {
+        self.msgs += other.msgs;
+        self.secs += other.secs;
+        self.relay_cpu += other.relay_cpu;
+        self.rtts_us.extend(other.rtts_us);
+    }
+}
+
 /// Opens one WebSocket connection to `addr` (TCP_NODELAY, no extensions).
 pub async fn connect(addr: SocketAddr) -> Result<Ws, String> {
     let open = async {

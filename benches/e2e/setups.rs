@@ -166,6 +166,11 @@ pub async fn run(s: Settings) -> Result<(), String> {
         s.latency,
         gg.pid
     );
+    // Where each path's set-ups go, and the process whose CPU is charged to them.
+    let endpoint = |via: Via| match via {
+        Via::Fake => (fake.addr(), None),
+        Via::Guestgate => (addr, Some(gg.pid)),
+    };
     if let Some(rate) = s.rate {
         let mut rows = [
             (Via::Fake, Open::default()),
@@ -173,10 +178,7 @@ pub async fn run(s: Settings) -> Result<(), String> {
         ];
         for round in 1..=s.rounds {
             for (via, total) in rows.iter_mut() {
-                let (target, pid) = match via {
-                    Via::Fake => (fake.addr(), None),
-                    Via::Guestgate => (addr, Some(gg.pid)),
-                };
+                let (target, pid) = endpoint(*via);
                 let cell = open_cell(*via, target, pid, rate, s.max_outstanding, s.duration);
                 let c = cell.await;
                 let achieved = c.sample.msgs as f64 / c.sample.secs.max(1e-9);
@@ -192,10 +194,7 @@ pub async fn run(s: Settings) -> Result<(), String> {
                     total.error(e, n);
                 }
                 total.errors += c.errors - counted;
-                total.sample.msgs += c.sample.msgs;
-                total.sample.secs += c.sample.secs;
-                total.sample.relay_cpu += c.sample.relay_cpu;
-                total.sample.rtts_us.extend(c.sample.rtts_us);
+                total.sample.absorb(c.sample);
             }
         }
         println!(
@@ -215,18 +214,12 @@ pub async fn run(s: Settings) -> Result<(), String> {
     ];
     for round in 1..=s.rounds {
         for (via, total, rates) in rows.iter_mut() {
-            let (target, pid) = match via {
-                Via::Fake => (fake.addr(), None),
-                Via::Guestgate => (addr, Some(gg.pid)),
-            };
+            let (target, pid) = endpoint(*via);
             let sample = cell(*via, target, pid, s.concurrency, s.duration).await?;
             let rate = sample.msgs as f64 / sample.secs;
             eprintln!("round {round}/{}  {via:?}  {rate:>8.0} set-ups/s", s.rounds);
             rates.push(rate);
-            total.msgs += sample.msgs;
-            total.secs += sample.secs;
-            total.relay_cpu += sample.relay_cpu;
-            total.rtts_us.extend(sample.rtts_us);
+            total.absorb(sample);
         }
     }
     println!(
