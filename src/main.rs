@@ -58,6 +58,9 @@ enum Command {
         /// Origin is accepted, with a warning.
         #[arg(long = "allow-origin", requires = "upstream")]
         allow_origins: Vec<String>,
+        /// Threads that run connections (overrides the config; default one per CPU).
+        #[arg(long, env = "GUESTGATE_WORKER_THREADS")]
+        worker_threads: Option<usize>,
     },
     /// Validate a config file and print the effective configuration.
     Check {
@@ -131,61 +134,81 @@ async fn termination() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _log_writer = init_logging(cli.log_format, &cli.log);
-    let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
-    runtime.block_on(async move {
-        match cli.command {
-            Command::Serve {
-                config,
-                upstream,
-                listen,
-                admin_listen,
-                allow_origins,
-            } => {
-                let mut config = match (config, upstream) {
-                    (Some(path), _) => match Config::load(&path) {
-                        Ok(c) => c,
-                        Err(e) => return config_error(e),
-                    },
-                    (None, Some(url)) => Config::one_liner_with_origins(
-                        listen.unwrap_or(([127, 0, 0, 1], 8080).into()),
-                        url,
-                        allow_origins,
-                    ),
-                    (None, None) => unreachable!("clap requires one of them"),
-                };
-                if let Some(addr) = listen {
-                    config.server.listen = addr;
-                }
-                if let Some(addr) = admin_listen {
-                    config.server.admin_listen = addr;
-                }
-                if let Err(e) = config.validate() {
-                    return config_error(e);
-                }
-                serve(config).await
+    match cli.command {
+        Command::Serve {
+            config,
+            upstream,
+            listen,
+            admin_listen,
+            allow_origins,
+            worker_threads,
+        } => {
+            let mut config = match (config, upstream) {
+                (Some(path), _) => match Config::load(&path) {
+                    Ok(c) => c,
+                    Err(e) => return config_error(e),
+                },
+                (None, Some(url)) => Config::one_liner_with_origins(
+                    listen.unwrap_or(([127, 0, 0, 1], 8080).into()),
+                    url,
+                    allow_origins,
+                ),
+                (None, None) => unreachable!("clap requires one of them"),
+            };
+            if let Some(addr) = listen {
+                config.server.listen = addr;
             }
-            Command::Check { config } => match Config::load(&config) {
-                Ok(c) => match app::prepare_routes(&c) {
-                    Ok(routes) => {
-                        println!("# {} is valid; effective configuration:", config.display());
-                        print!("{}", toml::to_string_pretty(&c).expect("config serialises"));
-                        for route in &routes {
-                            println!();
-                            print!("{}", guestgate::explain::route(route));
+            if let Some(addr) = admin_listen {
+                config.server.admin_listen = addr;
+            }
+            if worker_threads.is_some() {
+                config.server.worker_threads = worker_threads;
+            }
+            if let Err(e) = config.validate() {
+                return config_error(e);
+            }
+            // Built after the config is read: its `server.worker_threads` sizes it.
+            runtime(config.server.worker_threads).block_on(serve(config))
+        }
+        command => runtime(None).block_on(async move {
+            match command {
+                Command::Serve { .. } => unreachable!("served above"),
+                Command::Check { config } => match Config::load(&config) {
+                    Ok(c) => match app::prepare_routes(&c) {
+                        Ok(routes) => {
+                            println!("# {} is valid; effective configuration:", config.display());
+                            print!("{}", toml::to_string_pretty(&c).expect("config serialises"));
+                            for route in &routes {
+                                println!();
+                                print!("{}", guestgate::explain::route(route));
+                            }
+                            ExitCode::SUCCESS
                         }
-                        ExitCode::SUCCESS
-                    }
+                        Err(e) => config_error(e),
+                    },
                     Err(e) => config_error(e),
                 },
-                Err(e) => config_error(e),
-            },
-            Command::Doctor { config } => doctor(&config).await,
-            Command::Demo {
-                listen,
-                admin_listen,
-            } => guestgate::demo::run(listen, admin_listen, termination()).await,
-        }
-    })
+                Command::Doctor { config } => doctor(&config).await,
+                Command::Demo {
+                    listen,
+                    admin_listen,
+                } => guestgate::demo::run(listen, admin_listen, termination()).await,
+            }
+        }),
+    }
+}
+
+/// The tokio runtime: `worker_threads` threads, or tokio's default (one per CPU the process
+/// may use, or `TOKIO_WORKER_THREADS`).
+fn runtime(worker_threads: Option<usize>) -> tokio::runtime::Runtime {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = worker_threads {
+        builder.worker_threads(n);
+    }
+    builder
+        .enable_all()
+        .build()
+        .expect("starting the tokio runtime")
 }
 
 /// Reports a bad config once, on stderr (the log may go to a collector that an operator
@@ -244,7 +267,8 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    info!(listen = %running.addr, admin = %running.admin_addr, routes = config.routes.len(), "guestgate is serving");
+    let worker_threads = tokio::runtime::Handle::current().metrics().num_workers();
+    info!(listen = %running.addr, admin = %running.admin_addr, routes = config.routes.len(), worker_threads, "guestgate is serving");
     let report = running.until_stopped(termination()).await;
     if report.server_panicked || report.aborted > 0 {
         ExitCode::from(1)

@@ -39,6 +39,21 @@ fn bad_config_exits_2_naming_the_key_before_binding() {
 }
 
 #[test]
+fn zero_worker_threads_exits_2_naming_the_key_before_binding() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let out = Command::new(BIN)
+        .args(["serve", "--upstream", "ws://127.0.0.1:1/", "--listen", &listen])
+        .args(["--worker-threads", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("server.worker_threads"), "{stderr}");
+    assert!(!stderr.contains("binding"), "{stderr}");
+}
+
+#[test]
 fn bad_config_is_reported_once() {
     let (_dir, path) = write_config(
         "[[routes]]\nupstream = \"ws://127.0.0.1:1/\"\n[routes.relay]\nidle_timeout = \"0s\"\n",
@@ -120,6 +135,8 @@ async fn one_liner_relays_and_sigterm_drains_with_exit_0() {
             "127.0.0.1:0",
             "--log-format",
             "text",
+            "--worker-threads",
+            "1",
         ])
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
@@ -130,6 +147,7 @@ async fn one_liner_relays_and_sigterm_drains_with_exit_0() {
         .lines()
         .map_while(Result::ok);
     let line = tokio::task::block_in_place(|| wait_for_line(&mut lines, "guestgate is serving"));
+    assert!(line.contains("worker_threads=1"), "{line}");
     let addr = addr_after(&line, "listen=");
     let mut c = RawClient::connect(addr, "").await;
     c.send(true, 1, b"through the binary", MASK).await;

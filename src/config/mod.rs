@@ -45,6 +45,10 @@ struct ConfigFile {
 /// so at least 40 addresses are needed to fill the default 10,000 slots.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 256;
 
+/// Most `server.worker_threads` accepted: far above any core count guestgate is deployed
+/// on, low enough that a typo (an extra digit) is caught instead of spawning the threads.
+pub const MAX_WORKER_THREADS: usize = 1024;
+
 /// Listeners and process-wide limits.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -76,6 +80,11 @@ pub struct ServerConfig {
     pub drain_delay: Duration,
     /// TLS for browsers (`wss://` straight to guestgate); reloaded when the files change.
     pub tls: Option<TlsServerConfig>,
+    /// Threads that run connections; left out: one per CPU guestgate may use. Fewer cost less
+    /// CPU per message when guestgate shares its cores with other busy processes (see
+    /// `docs/operations.md`, "Worker threads").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_threads: Option<usize>,
 }
 
 impl ServerConfig {
@@ -115,6 +124,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             drain_delay: Duration::ZERO,
             tls: None,
+            worker_threads: None,
         }
     }
 }
@@ -243,6 +253,16 @@ impl Config {
             return Err(invalid(
                 "server.max_connections_per_ip",
                 "must be at least 1 (write \"off\" to switch the limit off)",
+            ));
+        }
+        if let Some(n) = self.server.worker_threads
+            && !(1..=MAX_WORKER_THREADS).contains(&n)
+        {
+            return Err(invalid(
+                "server.worker_threads",
+                format!(
+                    "must be between 1 and {MAX_WORKER_THREADS} (leave it out for one per CPU)"
+                ),
             ));
         }
         if self.server.listen == self.server.admin_listen && self.server.listen.port() != 0 {

@@ -12,6 +12,9 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(c.routes[0].path, "/ws");
     assert_eq!(c.routes[0].relay.idle_timeout, Duration::from_secs(120));
+    assert_eq!(c.server.worker_threads, None, "one per CPU unless set");
+    let set = Config::parse(&format!("[server]\nworker_threads = 3\n{MINIMAL}")).unwrap();
+    assert_eq!(set.server.worker_threads, Some(3));
 }
 
 #[test]
@@ -88,6 +91,14 @@ fn semantic_errors_name_the_key() {
         (
             "[server]\nmax_connections = 0\n[[routes]]\nupstream = \"ws://x/\"\n",
             "server.max_connections",
+        ),
+        (
+            "[server]\nworker_threads = 0\n[[routes]]\nupstream = \"ws://x/\"\n",
+            "server.worker_threads",
+        ),
+        (
+            "[server]\nworker_threads = 20000\n[[routes]]\nupstream = \"ws://x/\"\n",
+            "server.worker_threads",
         ),
         ("", "routes"),
     ];
