@@ -19,6 +19,7 @@ pub mod edge;
 pub mod explain;
 pub(crate) mod handshake;
 pub(crate) mod http1;
+pub(crate) mod log_throttle;
 pub mod metrics;
 pub mod mock;
 pub mod preset;

@@ -25,6 +25,7 @@ use crate::config::ServerConfig;
 use crate::edge::{AcceptGate, Admission, Now, Rejection, SetupGuard};
 use crate::handshake;
 use crate::http1;
+use crate::log_throttle::LogThrottle;
 use crate::metrics::Metrics;
 use crate::relay::Leg;
 use crate::route::Route;
@@ -59,6 +60,9 @@ pub enum PanicPoint {
 /// A test hook called at each [`PanicPoint`]; tests make it panic there.
 pub type PanicHook = Arc<dyn Fn(PanicPoint) + Send + Sync>;
 
+/// At most one warning per this interval about connections closed by the per-address cap.
+const PER_IP_REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Process-wide state shared by the listener, the sessions and the admin endpoints.
 pub struct Gateway {
     /// Listener settings.
@@ -83,6 +87,8 @@ pub struct Gateway {
     pub panic_hook: std::sync::OnceLock<PanicHook>,
     /// The per-address cap checked as each connection is accepted.
     pub accept_gate: AcceptGate,
+    /// The warning about connections the per-address cap closed: one line per interval.
+    per_ip_refusals: LogThrottle,
     next_id: AtomicU64,
 }
 
@@ -112,6 +118,7 @@ impl Gateway {
             open_connections: AtomicUsize::new(0),
             connection_panics: AtomicUsize::new(0),
             panic_hook: std::sync::OnceLock::new(),
+            per_ip_refusals: LogThrottle::new(PER_IP_REFUSAL_LOG_INTERVAL),
             next_id: AtomicU64::new(1),
         })
     }
@@ -195,6 +202,15 @@ pub async fn run(
             Err(rejection) => {
                 gateway.metrics.edge_rejected(rejection.reason_label());
                 drop((tcp, permit));
+                if let Some(closed) = gateway.per_ip_refusals.occurred() {
+                    warn!(
+                        peer = %peer.ip(),
+                        closed,
+                        "closed connections unread: their address already holds \
+                         server.max_connections_per_ip (at most one such line per 10 s; `closed` \
+                         counts them since the last one)"
+                    );
+                }
                 continue;
             }
         };

@@ -132,3 +132,58 @@ async fn a_connection_serves_one_plain_request_then_closes() {
         "{out}"
     );
 }
+
+/// A log sink shared with the test.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn connections_closed_by_the_cap_are_logged_once_per_interval() {
+    let logs = Captured::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    // This thread only: the runtime below runs every task of guestgate's on it.
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let up = fake(FakeBehavior::Echo).await;
+        let mut config = config_for(&up.url());
+        config.server.max_connections_per_ip = guestgate::edge::Limit::Max(2);
+        let gg = gateway(&config).await;
+        let client: IpAddr = "127.0.0.3".parse().unwrap();
+        let mut held = Vec::new();
+        for _ in 0..5 {
+            held.push(connect_from(client, gg.addr).await.expect("connect"));
+        }
+        // Two are held; three are closed unread, each counted.
+        metrics_when(gg.admin_addr, "three per-address refusals", |m| {
+            m.contains(r#"guestgate_edge_rejections_total{reason="per_ip_cap"} 3"#)
+        })
+        .await;
+    });
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("server.max_connections_per_ip"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line for three refusals within 10 s: {text}");
+    assert!(lines[0].contains("WARN"), "{}", lines[0]);
+    assert!(lines[0].contains("peer=127.0.0.3"), "{}", lines[0]);
+    assert!(lines[0].contains("closed=1"), "{}", lines[0]);
+}

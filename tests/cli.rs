@@ -43,7 +43,13 @@ fn zero_worker_threads_exits_2_naming_the_key_before_binding() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let listen = taken.local_addr().unwrap().to_string();
     let out = Command::new(BIN)
-        .args(["serve", "--upstream", "ws://127.0.0.1:1/", "--listen", &listen])
+        .args([
+            "serve",
+            "--upstream",
+            "ws://127.0.0.1:1/",
+            "--listen",
+            &listen,
+        ])
         .args(["--worker-threads", "0"])
         .output()
         .unwrap();

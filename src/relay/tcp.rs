@@ -163,7 +163,11 @@ fn recv(socket: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
 /// One `send` on the socket, without SIGPIPE (see [`recv`] on the direct system call).
 #[cfg(target_os = "linux")]
 fn send(socket: &TcpStream, buf: &[u8]) -> io::Result<usize> {
-    Ok(rustix::net::send(socket, buf, rustix::net::SendFlags::NOSIGNAL)?)
+    Ok(rustix::net::send(
+        socket,
+        buf,
+        rustix::net::SendFlags::NOSIGNAL,
+    )?)
 }
 
 #[cfg(not(target_os = "linux"))]
