@@ -64,10 +64,9 @@ pub struct Head {
 pub async fn read_head<S: AsyncRead + Unpin>(io: &mut S) -> Result<Head, HeadError> {
     let mut buf = BytesMut::with_capacity(FIRST_READ);
     loop {
+        // Below the bound here (the check after the read ends the loop there): grow by
+        // doubling, never past it.
         if buf.len() == buf.capacity() {
-            if buf.len() >= MAX_HEAD_BYTES {
-                return Err(HeadError::TooLarge);
-            }
             buf.reserve(buf.len().min(MAX_HEAD_BYTES - buf.len()));
         }
         let room = MAX_HEAD_BYTES - buf.len();
