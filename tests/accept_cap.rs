@@ -182,7 +182,11 @@ fn connections_closed_by_the_cap_are_logged_once_per_interval() {
         .lines()
         .filter(|l| l.contains("server.max_connections_per_ip"))
         .collect();
-    assert_eq!(lines.len(), 1, "one line for three refusals within 10 s: {text}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "one line for three refusals within 10 s: {text}"
+    );
     assert!(lines[0].contains("WARN"), "{}", lines[0]);
     assert!(lines[0].contains("peer=127.0.0.3"), "{}", lines[0]);
     assert!(lines[0].contains("closed=1"), "{}", lines[0]);
