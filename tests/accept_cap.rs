@@ -133,23 +133,9 @@ async fn a_connection_serves_one_plain_request_then_closes() {
     );
 }
 
-/// A log sink shared with the test.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn connections_closed_by_the_cap_are_logged_once_per_interval() {
-    let logs = Captured::default();
+    let logs = CapturedLog::default();
     let sink = logs.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_ansi(false)
@@ -177,7 +163,7 @@ fn connections_closed_by_the_cap_are_logged_once_per_interval() {
         })
         .await;
     });
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("server.max_connections_per_ip"))

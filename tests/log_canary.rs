@@ -24,23 +24,9 @@ async fn read_until(c: &mut RawClient, want: impl Fn(&Value) -> bool) -> (Value,
     }
 }
 
-/// A log sink shared with the test.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn session_token_appears_in_no_log_line_metric_or_browser_byte() {
-    let logs = Captured::default();
+    let logs = CapturedLog::default();
     let sink = logs.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -146,7 +132,7 @@ fn session_token_appears_in_no_log_line_metric_or_browser_byte() {
         secrets.extend(signed_in);
         (secrets, seen.join("\n"), admin)
     });
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(
         logs.contains("connection ended"),
         "logs were captured:\n{logs}"

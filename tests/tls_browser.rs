@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use common::*;
@@ -19,36 +19,12 @@ const RELOAD_FAILED: &str = "tls certificate reload failed; keeping the previous
 /// What it logs when a changed pair is taken into service.
 const RELOADED: &str = "reloaded the tls certificate";
 
-/// Log output of this test binary, captured by a global subscriber (set once, so the
-/// certificate watcher's task logs here whichever thread runs it).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    fn count(&self, needle: &str) -> usize {
-        self.text().matches(needle).count()
-    }
-}
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The captured log, installing the subscriber on first use.
-fn logs() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
+/// The log of this test binary, captured by a global subscriber installed on first use (global,
+/// so the certificate watcher's task logs here whichever thread runs it).
+fn logs() -> &'static CapturedLog {
+    static LOGS: OnceLock<CapturedLog> = OnceLock::new();
     LOGS.get_or_init(|| {
-        let logs = Captured::default();
+        let logs = CapturedLog::default();
         let sink = logs.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::INFO)

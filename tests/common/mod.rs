@@ -4,7 +4,12 @@
 
 #![allow(dead_code)]
 
+pub mod captured_log;
 pub mod page;
+
+// Not every test binary that includes `common` captures its log.
+#[allow(unused_imports)]
+pub use captured_log::CapturedLog;
 
 use std::net::SocketAddr;
 use std::time::Duration;
