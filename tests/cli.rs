@@ -32,9 +32,14 @@ fn bad_config_exits_2_naming_the_key_before_binding() {
         .arg(&path)
         .output()
         .unwrap();
+    assert_config_error_before_binding(&out, "routes[0].relay.idle_timeout");
+}
+
+/// `out` is an exit 2 whose message names `key` and comes before any port was bound.
+fn assert_config_error_before_binding(out: &std::process::Output, key: &str) {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("routes[0].relay.idle_timeout"), "{stderr}");
+    assert!(stderr.contains(key), "{stderr}");
     assert!(!stderr.contains("binding"), "{stderr}");
 }
 
@@ -53,10 +58,7 @@ fn zero_worker_threads_exits_2_naming_the_key_before_binding() {
         .args(["--worker-threads", "0"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("server.worker_threads"), "{stderr}");
-    assert!(!stderr.contains("binding"), "{stderr}");
+    assert_config_error_before_binding(&out, "server.worker_threads");
 }
 
 #[test]
@@ -130,6 +132,9 @@ fn addr_after(line: &str, key: &str) -> std::net::SocketAddr {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_liner_relays_and_sigterm_drains_with_exit_0() {
     let up = fake(FakeBehavior::Echo).await;
+    // Not the default (one per CPU), so the serving line shows the flag was applied.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) + 1;
+    let workers = workers.to_string();
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -142,7 +147,7 @@ async fn one_liner_relays_and_sigterm_drains_with_exit_0() {
             "--log-format",
             "text",
             "--worker-threads",
-            "1",
+            &workers,
         ])
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
@@ -153,7 +158,10 @@ async fn one_liner_relays_and_sigterm_drains_with_exit_0() {
         .lines()
         .map_while(Result::ok);
     let line = tokio::task::block_in_place(|| wait_for_line(&mut lines, "guestgate is serving"));
-    assert!(line.contains("worker_threads=1"), "{line}");
+    assert!(
+        line.contains(&format!("worker_threads={workers}")),
+        "{line}"
+    );
     let addr = addr_after(&line, "listen=");
     let mut c = RawClient::connect(addr, "").await;
     c.send(true, 1, b"through the binary", MASK).await;
