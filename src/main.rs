@@ -161,8 +161,8 @@ fn main() -> ExitCode {
             if let Some(addr) = admin_listen {
                 config.server.admin_listen = addr;
             }
-            if worker_threads.is_some() {
-                config.server.worker_threads = worker_threads;
+            if let Some(n) = worker_threads {
+                config.server.worker_threads = Some(n);
             }
             if let Err(e) = config.validate() {
                 return config_error(e);

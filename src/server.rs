@@ -206,9 +206,10 @@ pub async fn run(
                     warn!(
                         peer = %peer.ip(),
                         closed,
+                        every = ?PER_IP_REFUSAL_LOG_INTERVAL,
                         "closed connections unread: their address already holds \
-                         server.max_connections_per_ip (at most one such line per 10 s; `closed` \
-                         counts them since the last one)"
+                         server.max_connections_per_ip (`closed` counts them since the previous \
+                         such line; at most one line `every`)"
                     );
                 }
                 continue;
