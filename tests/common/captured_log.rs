@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 pub struct CapturedLog(Arc<Mutex<Vec<u8>>>);
 
 impl CapturedLog {
-    /// The log so far, as text.
+    /// The log so far, as text (tracing writes UTF-8; anything else fails the test).
     pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        String::from_utf8(self.0.lock().unwrap().clone()).expect("log output is UTF-8")
     }
 
     /// How often `needle` occurs in the log so far.
