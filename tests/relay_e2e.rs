@@ -124,9 +124,11 @@ async fn upstream_refusing_the_upgrade_gives_4403_with_a_reason() {
 
 #[tokio::test]
 async fn unreachable_upstream_gives_4503() {
-    let spare = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}/", spare.local_addr().unwrap());
-    drop(spare);
+    // Bound and never listening: connections to it are refused, and no other socket (this
+    // test's own guestgate included) can take the port meanwhile, as it could once dropped.
+    let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+    refusing.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let url = format!("ws://{}/", refusing.local_addr().unwrap());
     let gg = gateway(&config_for(&url)).await;
     let mut c = RawClient::connect(gg.addr, "").await;
     assert_eq!(c.close_frame().await, (4503, "upstream unavailable".into()));
